@@ -1,0 +1,63 @@
+r"""The coordinatewise LSTM optimizer of Andrychowicz et al. 2016.
+
+"Learning to learn by gradient descent by gradient descent", sec. 2 and 3.1:
+
+    θ_{t+1} = θ_t + g_t,    [g_t; h_{t+1}] = m(∇_t, h_t, φ)        (eq. 1 and 2)
+
+m is two LSTM layers of 20 units, shared by every coordinate (each coordinate keeps its own
+hidden states), fed the preprocessed gradient (preprocess.log_and_sign, p = 10) and followed by a
+linear output; g_t is that output times a fixed output scale (0.1 on MNIST in the paper).
+
+Where the official code (google-deepmind/learning-to-learn) differs from the paper: its default
+preprocessing is a clamped log/sign with p = 5 and its output scale is 0.01 (`scale` in
+`CoordinateWiseDeepLSTM`); it initialises the LSTMs with Sonnet's defaults and feeds the raw
+gradient on the quadratics. We follow the paper: p = 10, scale 0.1, and log/sign everywhere.
+"""
+import autograd.numpy as np
+
+from .lstm import init_lstm, lstm_cell, lstm_zero_state
+from .optimizers import Optimizer, params
+from .preprocess import log_and_sign
+
+__all__ = ["l2l"]
+
+
+def l2l(hidden=(20, 20), p=10.0, output_scale=0.1, dtype="float64"):
+    r"""The Andrychowicz et al. (2016) optimizer as an Optimizer; φ = {"lstm1", "lstm2", "w_out", "b_out"}.
+
+    hidden: LSTM layer sizes (the paper: two layers of 20); p: preprocessing exponent;
+    output_scale: the fixed factor on the linear output; dtype: of φ and the LSTM states
+    ("float32" trains about twice as fast; θ itself stays float64).
+    """
+    hidden = tuple(int(H) for H in hidden)
+
+    def init_phi(rng):
+        phi, D = {}, 2
+        for k, H in enumerate(hidden, start=1):
+            phi[f"lstm{k}"] = init_lstm(rng, D, H, dtype=dtype)
+            D = H
+        phi["w_out"] = (rng.uniform(-0.1, 0.1, size=D) / np.sqrt(D)).astype(dtype)
+        phi["b_out"] = np.zeros((), dtype)
+        return phi
+
+    def init(phi, theta0):
+        n = theta0.shape[0]
+        h, c = zip(*(lstm_zero_state(n, H, dtype) for H in hidden))
+        return {"theta": theta0, "h": list(h), "c": list(c)}
+
+    def update(phi, state, grad, loss):
+        r"""θ_{t+1} = θ_t + g_t,  g_t = scale · (w_out · h_t^{(L)} + b_out)   (eq. 1)."""
+        x = log_and_sign(grad, p).astype(dtype)                     # (n, 2)
+        hs, cs = [], []
+        for k in range(len(hidden)):
+            h, c = lstm_cell(phi[f"lstm{k + 1}"], x, state["h"][k], state["c"][k])
+            hs.append(h)
+            cs.append(c)
+            x = h                                                   # (n, H)
+        g = output_scale * (x @ phi["w_out"] + phi["b_out"])        # (n,)
+        return {"theta": state["theta"] + g, "h": hs, "c": cs}
+
+    return Optimizer(name="l2l", init_phi=init_phi, init=init, update=update, params=params,
+                     config={"hidden": list(hidden), "p": p, "output_scale": output_scale,
+                             "dtype": dtype},
+                     learned=True)

@@ -1,0 +1,167 @@
+r"""Learners on a flat parameter vector θ, and the task families that sample them.
+
+A Task is one learning problem:
+
+    theta0           θ^0, shape (n,)
+    loss(θ, t)       L_t: the training loss at step t (for the MLP, on the t-th minibatch)
+    heldout_loss(θ)  the loss on data the optimizer never sees (Ravi & Larochelle's meta-loss)
+
+A family samples fresh tasks: `family.sample(rng) -> Task` draws a new θ^0 and, for the MLP, a new
+minibatch order (for the quadratic, a new W and y). Sampling is the only random thing; a task's
+minibatch for step t is a pure function of the task and t, so an interrupted unroll can be resumed
+at any step and replays the same minibatches.
+
+The learner's parameters are flattened once: θ is one vector, and `unflatten` cuts it back into
+weight matrices with the coordinates in a fixed order (layer by layer, W then b).
+"""
+from dataclasses import dataclass
+from typing import Callable
+
+import autograd.numpy as np
+import numpy
+from autograd.scipy.special import expit, logsumexp
+
+from .data import load_mnist
+
+__all__ = ["Task", "Quadratic", "MLP", "ACTIVATIONS", "mlp_shapes", "unflatten"]
+
+
+@dataclass(frozen=True)
+class Task:
+    """One learning problem on a flat θ; see the module docstring."""
+
+    theta0: numpy.ndarray      # (n,) initial parameters θ^0
+    loss: Callable             # (θ, t) -> L_t on the step-t training minibatch
+    heldout_loss: Callable     # θ -> loss on held-out data
+
+
+@dataclass(frozen=True)
+class Quadratic:
+    r"""Random quadratics f(θ) = ||Wθ − y||², W and y standard normal (Andrychowicz et al. 2016, sec. 3.1).
+
+    θ^0 ~ N(0, 0.01²) as in the paper's code. The loss does not depend on t, and held-out loss = loss.
+    """
+
+    dim: int = 10
+
+    def sample(self, rng):
+        W = rng.standard_normal((self.dim, self.dim))
+        y = rng.standard_normal(self.dim)
+        theta0 = 0.01 * rng.standard_normal(self.dim)
+
+        def f(theta):
+            r = W @ theta - y
+            return np.dot(r, r)
+
+        return Task(theta0=theta0, loss=lambda theta, t: f(theta), heldout_loss=f)
+
+
+ACTIVATIONS = {"sigmoid": expit, "relu": lambda a: np.maximum(a, 0.0), "tanh": np.tanh}
+
+
+def mlp_shapes(n_in, hidden, n_out):
+    """[(W shape, b shape), ...] for layers n_in -> hidden[0] -> ... -> n_out."""
+    sizes = [n_in, *hidden, n_out]
+    return [((a, b), (b,)) for a, b in zip(sizes[:-1], sizes[1:])]
+
+
+def unflatten(theta, shapes):
+    """Cut the flat θ into [(W, b), ...] following `shapes` (layer by layer, W then b)."""
+    layers, start = [], 0
+    for w_shape, b_shape in shapes:
+        n_w, n_b = w_shape[0] * w_shape[1], b_shape[0]
+        W = np.reshape(theta[start:start + n_w], w_shape)
+        b = theta[start + n_w:start + n_w + n_b]
+        layers.append((W, b))
+        start += n_w + n_b
+    return layers
+
+
+def mlp_logits(theta, X, shapes, activation):
+    """Logits of the MLP with parameters θ on inputs X of shape (B, n_in); shape (B, n_out)."""
+    act = ACTIVATIONS[activation]
+    layers = unflatten(theta, shapes)
+    a = X
+    for W, b in layers[:-1]:
+        a = act(a @ W + b)
+    W, b = layers[-1]
+    return a @ W + b
+
+
+def softmax_cross_entropy(logits, onehot):
+    r"""Mean over the batch of −log softmax(logits)_y; onehot has shape (B, classes)."""
+    log_p = logits - logsumexp(logits, axis=1, keepdims=True)
+    return -np.sum(onehot * log_p) / logits.shape[0]
+
+
+SPLITS = ("train", "validation", "test")
+
+
+def mnist_split(split):
+    """(images (N, 784) in [0, 1], labels (N,)) for "train" (training images 0–49,999),
+    "validation" (training images 50,000–59,999) or "test" (the 10,000 test images)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown MNIST split {split!r}; expected one of {SPLITS}")
+    if split == "test":
+        return load_mnist("test")
+    X, y = load_mnist("train")
+    part = slice(0, 50_000) if split == "train" else slice(50_000, 60_000)
+    return X[part], y[part]
+
+
+@dataclass(frozen=True)
+class MLP:
+    r"""MLP classifiers on MNIST: 784 -> hidden -> 10, softmax cross-entropy.
+
+    Each task draws θ^0 ~ N(0, 0.01²) (weights and biases, as in the paper's code) and its own
+    minibatch order: the step-t minibatch is `batch` images of `split` drawn without replacement
+    by a generator seeded with (task seed, t). The held-out loss is on 1,000 other images of the
+    same split, fixed per task. One hidden layer of 20 sigmoid units has 15,910 parameters.
+    """
+
+    hidden: tuple = (20,)
+    activation: str = "sigmoid"
+    batch: int = 128
+    split: str = "train"
+
+    def __post_init__(self):
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; expected one of {sorted(ACTIVATIONS)}")
+        if self.batch < 1 or any(int(h) < 1 for h in self.hidden):
+            raise ValueError(f"batch ({self.batch}) and hidden sizes ({self.hidden}) must be positive")
+        mnist_split(self.split)    # validates the split name
+
+    @property
+    def shapes(self):
+        return mlp_shapes(784, tuple(self.hidden), 10)
+
+    @property
+    def n_params(self):
+        return sum(w[0] * w[1] + b[0] for w, b in self.shapes)
+
+    def loss_on(self, theta, X, labels):
+        """Mean cross-entropy of θ on images X with integer labels."""
+        return softmax_cross_entropy(mlp_logits(theta, X, self.shapes, self.activation),
+                                     numpy.eye(10)[labels])
+
+    def accuracy_on(self, theta, X, labels):
+        """Fraction of images X classified correctly by θ."""
+        return float(numpy.mean(numpy.argmax(mlp_logits(theta, X, self.shapes, self.activation), 1) == labels))
+
+    def sample(self, rng):
+        X, labels = mnist_split(self.split)
+        onehot = numpy.eye(10)[labels]                                   # (N, 10)
+        task_seed = int(rng.integers(2**63))
+        theta0 = 0.01 * rng.standard_normal(self.n_params)
+        heldout = numpy.random.default_rng([task_seed, 2**32]).choice(len(X), 1000, replace=False)
+
+        def loss(theta, t):
+            idx = numpy.random.default_rng([task_seed, t]).choice(len(X), self.batch, replace=False)
+            logits = mlp_logits(theta, X[idx], self.shapes, self.activation)
+            return softmax_cross_entropy(logits, onehot[idx])
+
+        def heldout_loss(theta):
+            return softmax_cross_entropy(mlp_logits(theta, X[heldout], self.shapes, self.activation),
+                                         onehot[heldout])
+
+        return Task(theta0=theta0, loss=loss, heldout_loss=heldout_loss)

@@ -1,0 +1,74 @@
+r"""The LSTM cell, hand-written in the seed's notation, applied coordinatewise.
+
+For an input x^t of shape (n, D) and a state (h^{t-1}, c^{t-1}) of shape (n, H) each,
+
+    z   = tanh(W   [x^t; h^{t-1}] + b)        cell input
+    z^i = σ(W^i [x^t; h^{t-1}] + b^i)         input gate
+    z^f = σ(W^f [x^t; h^{t-1}] + b^f)         forget gate
+    z^o = σ(W^o [x^t; h^{t-1}] + b^o)         output gate
+    c^t = z^f ⊙ c^{t-1} + z^i ⊙ z
+    h^t = z^o ⊙ tanh(c^t)
+
+"Coordinatewise" means one set of weights for all n rows: row k is the LSTM state of the learner's
+k-th parameter, so the same cell runs on learners of any size (Andrychowicz et al. 2016, sec. 2.1).
+The matrices act on the right (x @ W), so W has shape (D + H, H).
+
+Why four matrices and not one fused (D + H, 4H) matrix sliced into gates: under autograd the
+backward pass of each slice allocates a full (n, 4H) array of zeros, and the fused form measured
+slower (see benchmarks/bench_unroll.py and the README). σ is autograd.scipy.special.expit, whose derivative
+σ' = σ(1 − σ) is written once in terms of its output, rather than 1 / (1 + exp(-x)), which autograd
+would differentiate as three separate operations. For the same reason tanh is defined here with
+tanh' = 1 − tanh²: autograd's own rule computes 1 / cosh(x)², a transcendental function more.
+
+The weights may be float32 (the learned optimizers' `dtype` option): the cell then runs in float32,
+about twice as fast; the gradient checks use float64.
+"""
+import autograd.numpy as np
+import numpy
+from autograd.extend import defvjp, primitive
+from autograd.scipy.special import expit as sigmoid
+
+__all__ = ["init_lstm", "lstm_cell", "lstm_zero_state", "sigmoid", "tanh"]
+
+
+@primitive
+def tanh(x):
+    """tanh, with its derivative written in terms of its output: tanh' = 1 − tanh²."""
+    return numpy.tanh(x)
+
+
+defvjp(tanh, lambda ans, x: lambda g: g * (1.0 - ans * ans))
+
+
+def init_lstm(rng, D, H, scale=None, forget_bias=1.0, dtype="float64"):
+    r"""Weights W, W^i, W^f, W^o ~ U(-s, s) of shape (D + H, H), biases of shape (H,).
+
+    s defaults to 1 / sqrt(D + H); the forget-gate bias b^f starts at `forget_bias` (1 is the usual
+    choice: the cell starts by remembering), the other biases at 0.
+    """
+    s = 1.0 / numpy.sqrt(D + H) if scale is None else scale
+    params = {name: rng.uniform(-s, s, size=(D + H, H)) for name in ("W", "W_i", "W_f", "W_o")}
+    params.update(b=numpy.zeros(H), b_i=numpy.zeros(H), b_f=numpy.full(H, float(forget_bias)),
+                  b_o=numpy.zeros(H))
+    return {name: value.astype(dtype) for name, value in params.items()}
+
+
+def lstm_zero_state(n, H, dtype="float64"):
+    """(h^0, c^0) = (0, 0), each of shape (n, H)."""
+    return numpy.zeros((n, H), dtype), numpy.zeros((n, H), dtype)
+
+
+def lstm_cell(params, x, h, c):
+    r"""One step of the LSTM cell; returns (h^t, c^t).
+
+    z = tanh(W[x^t; h^{t-1}] + b), z^i, z^f, z^o = σ(W^{i,f,o}[x^t; h^{t-1}] + b^{i,f,o}),
+    c^t = z^f ⊙ c^{t-1} + z^i ⊙ z,  h^t = z^o ⊙ tanh(c^t).
+    """
+    xh = np.concatenate([x, h], axis=1)                    # (n, D + H)
+    z = tanh(xh @ params["W"] + params["b"])               # (n, H)
+    z_i = sigmoid(xh @ params["W_i"] + params["b_i"])      # (n, H)
+    z_f = sigmoid(xh @ params["W_f"] + params["b_f"])      # (n, H)
+    z_o = sigmoid(xh @ params["W_o"] + params["b_o"])      # (n, H)
+    c = z_f * c + z_i * z
+    h = z_o * tanh(c)
+    return h, c
