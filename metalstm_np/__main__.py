@@ -1,0 +1,6 @@
+"""`python -m metalstm_np` is the `metalstm` command."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,163 @@
+r"""The `metalstm` command (also `python -m metalstm_np`).
+
+    metalstm demo       SGD and gradient descent written as an LSTM, side by side on an MNIST MLP
+    metalstm evaluate   one optimizer on fresh tasks: per-step mean losses and the final loss
+
+Every user error (bad flag, bad value, missing or malformed weights file, weights that do not fit
+the optimizer) prints one line `metalstm: error: ...` and exits with status 2; no traceback.
+"""
+import argparse
+import json
+import sys
+
+import numpy
+
+from .data import IDXError
+from .evaluation import run_on_tasks
+from .learners import ACTIVATIONS, MLP, Quadratic
+from .serialization import OPTIMIZERS, WeightsError, load_phi, make_optimizer
+
+__all__ = ["main"]
+
+
+class UsageError(Exception):
+    """A user error; main() prints it as one line and exits with status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not numpy.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def add_task_arguments(parser):
+    """--task and the MLP's flags, shared by every subcommand that samples tasks."""
+    parser.add_argument("--task", choices=["quadratic", "mlp"], default="mlp",
+                        help="10-d random quadratics, or an MLP on MNIST (default)")
+    parser.add_argument("--hidden", type=_positive_int, default=20, help="MLP units per hidden layer (20)")
+    parser.add_argument("--layers", type=_positive_int, default=1, help="MLP hidden layers (1)")
+    parser.add_argument("--activation", choices=sorted(ACTIVATIONS), default="sigmoid")
+    parser.add_argument("--batch", type=_positive_int, default=128, help="minibatch size (128)")
+
+
+def family_from_args(args, split="test"):
+    """The task family the flags describe; MLP minibatches come from `split`."""
+    if args.task == "quadratic":
+        return Quadratic()
+    return MLP(hidden=(args.hidden,) * args.layers, activation=args.activation, batch=args.batch,
+               split=split)
+
+
+def optimizer_from_args(args):
+    """(optimizer, φ) from --optimizer, --lr and --weights."""
+    if args.weights:
+        optimizer, phi, _ = load_phi(args.weights, expect=args.optimizer)
+    elif OPTIMIZERS[args.optimizer]().learned:
+        raise UsageError(f"--optimizer {args.optimizer} is learned: give its weights with --weights FILE.npz")
+    else:
+        optimizer = make_optimizer(args.optimizer)
+        phi = optimizer.init_phi(numpy.random.default_rng(0))
+    if args.lr is not None:
+        key = "z_i" if "z_i" in phi else "lr"
+        if key not in phi:
+            raise UsageError(f"--lr does not apply to --optimizer {args.optimizer}")
+        phi[key] = args.lr
+    return optimizer, phi
+
+
+def cmd_evaluate(args):
+    optimizer, phi = optimizer_from_args(args)
+    family = family_from_args(args)
+    losses, _, _ = run_on_tasks(optimizer, phi, family, args.steps, args.runs, args.seed)
+    final = losses[:, -1]
+    result = {"optimizer": args.optimizer, "task": args.task, "steps": args.steps, "runs": args.runs,
+              "seed": args.seed, "phi_hyperparameters": {k: float(v) for k, v in phi.items()
+                                                          if numpy.ndim(v) == 0 and not isinstance(v, dict)},
+              "mean_loss_per_step": losses.mean(axis=0).tolist(),
+              "final_loss_mean": float(final.mean()), "final_loss_std": float(final.std())}
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"{args.optimizer} on {args.task}: {args.runs} runs of {args.steps} steps, seed {args.seed}")
+    print(" step  mean loss")
+    for t, value in enumerate(result["mean_loss_per_step"]):
+        print(f"{t:5d}  {value:.6g}")
+    print(f"final loss: {result['final_loss_mean']:.6g} ± {result['final_loss_std']:.3g} (mean ± std over runs)")
+
+
+def cmd_demo(args):
+    """SGD and the LSTM with z^f = 1, z^i = η, on the same MNIST MLP task: the same losses, bit for bit."""
+    sgd = make_optimizer("sgd")
+    gd_lstm = make_optimizer("gd_lstm", z_f=1.0, z_i=args.lr)
+    phi_sgd = {"lr": args.lr, "weight_decay": 0.0}
+    family = MLP(split="train")
+    runs = [run_on_tasks(opt, phi, family, args.steps, 1, args.seed)[0][0]
+            for opt, phi in ((sgd, phi_sgd), (gd_lstm, gd_lstm.init_phi()))]
+    print(f"MNIST MLP 784-20-10 (sigmoid), batch 128, η = {args.lr}, seed {args.seed}")
+    print(" step          SGD   LSTM (z^f=1, z^i=η)   difference")
+    for t, (a, b) in enumerate(zip(*runs)):
+        if t % max(1, args.steps // 20) == 0 or t == args.steps:
+            print(f"{t:5d}  {a:11.8f}  {b:20.8f}   {a - b:10.3g}")
+    diff = numpy.max(numpy.abs(runs[0] - runs[1]))
+    print(f"largest difference over {args.steps} steps: {diff:g}"
+          + (" (identical: the LSTM with these gates is SGD)" if diff == 0 else ""))
+
+
+def build_parser():
+    parser = _Parser(prog="metalstm", description="Gradient descent as an LSTM: learned optimizers.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    demo = sub.add_parser("demo", help="SGD vs the LSTM with z^f = 1, z^i = η on an MNIST MLP")
+    demo.add_argument("--lr", type=_positive_float, default=0.5)
+    demo.add_argument("--steps", type=_positive_int, default=100)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(run=cmd_demo)
+
+    ev = sub.add_parser("evaluate", help="run one optimizer on fresh tasks and print its losses")
+    add_task_arguments(ev)
+    ev.add_argument("--optimizer", choices=sorted(OPTIMIZERS), required=True)
+    ev.add_argument("--lr", type=_positive_float, default=None,
+                    help="learning rate of a hand-designed optimizer (z^i for gd_lstm)")
+    ev.add_argument("--weights", default=None, help="FILE.npz with φ of a learned optimizer")
+    ev.add_argument("--steps", type=_positive_int, default=100)
+    ev.add_argument("--runs", type=_positive_int, default=10)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    ev.set_defaults(run=cmd_evaluate)
+    return parser
+
+
+def main(argv=None):
+    try:
+        args = build_parser().parse_args(argv)
+        args.run(args)
+    except (UsageError, WeightsError, IDXError, ValueError) as e:
+        print(f"metalstm: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("metalstm: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+r"""Running one optimizer on fresh tasks: the numbers every table and figure is made of."""
+import numpy
+
+from .unroll import unroll
+
+__all__ = ["run_on_tasks", "task_rng"]
+
+
+def task_rng(seed, r):
+    """The generator that draws task r of an evaluation with `seed`: the same task for any number
+    of runs, and no overlap between seeds."""
+    return numpy.random.default_rng([seed, r])
+
+
+def run_on_tasks(optimizer, phi, family, steps, runs, seed):
+    r"""Run `optimizer` with φ for `steps` steps on `runs` fresh tasks of `family`.
+
+    Returns (losses, thetas, tasks): losses[r, t] = L_{t+1} = f_{t+1}(θ_t) on task r, for t = 0..steps (the
+    training loss at every iterate, on that step's minibatch); thetas[r] = θ_steps; tasks[r] is
+    the task itself (for held-out or test-set metrics).
+    """
+    losses, thetas, tasks = [], [], []
+    for r in range(runs):
+        task = family.sample(task_rng(seed, r))
+        trajectory, state = unroll(optimizer, phi, task, optimizer.init(phi, task.theta0), steps)
+        losses.append([float(L) for L in trajectory])
+        thetas.append(optimizer.params(state))
+        tasks.append(task)
+    return numpy.array(losses), thetas, tasks
