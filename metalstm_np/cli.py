@@ -2,19 +2,23 @@ r"""The `metalstm` command (also `python -m metalstm_np`).
 
     metalstm demo       SGD and gradient descent written as an LSTM, side by side on an MNIST MLP
     metalstm evaluate   one optimizer on fresh tasks: per-step mean losses and the final loss
+    metalstm train      meta-train a learned optimizer (checkpoints, --resume, early stopping)
 
 Every user error (bad flag, bad value, missing or malformed weights file, weights that do not fit
 the optimizer) prints one line `metalstm: error: ...` and exits with status 2; no traceback.
 """
 import argparse
 import json
+import shlex
 import sys
+from pathlib import Path
 
 import numpy
 
 from .data import IDXError
 from .evaluation import run_on_tasks
 from .learners import ACTIVATIONS, MLP, Quadratic
+from .meta_train import Diverged, TrainConfig, meta_train
 from .serialization import OPTIMIZERS, WeightsError, load_phi, make_optimizer
 
 __all__ = ["main"]
@@ -122,6 +126,68 @@ def cmd_demo(args):
           + (" (identical: the LSTM with these gates is SGD)" if diff == 0 else ""))
 
 
+def _sizes(text):
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes like 20,20, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive sizes like 20,20, got {text!r}")
+    return sizes
+
+
+def cmd_train(args):
+    config = TrainConfig(trajectories=args.trajectories, horizon=args.horizon, unroll=args.unroll,
+                         meta_lr=args.meta_lr, clip=args.clip, meta_loss=args.meta_loss,
+                         validate_every=args.validate_every, validation_tasks=args.validation_tasks,
+                         seed=args.seed)
+    if args.optimizer == "l2l":
+        optimizer = make_optimizer("l2l", hidden=args.lstm_hidden, p=args.p,
+                                   output_scale=args.output_scale, dtype=args.dtype)
+    else:
+        optimizer = make_optimizer("metalstm", hidden=args.lstm_hidden[0], p=args.p, dtype=args.dtype)
+    out = Path(args.out)
+    checkpoint = out / "checkpoint.npz"
+    if checkpoint.exists() and not args.resume:
+        raise UsageError(f"{checkpoint} exists: add --resume to continue it, or choose another --out")
+    if args.resume and not checkpoint.exists():
+        raise UsageError(f"--resume: no checkpoint at {checkpoint}")
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "command.txt", "a") as f:
+        f.write("metalstm " + " ".join(shlex.quote(a) for a in sys.argv[1:]) + "\n")
+    from tqdm import tqdm
+    bar = tqdm(total=config.trajectories, desc="meta-training", unit="traj", dynamic_ncols=True)
+    log = open(out / "log.txt", "a")
+
+    def report(info):
+        bar.n = info["trajectory"]
+        bar.set_postfix(meta_loss=f"{info['meta_loss']:.4g}", best_val=f"{info['best_validation']:.4g}")
+        bar.refresh()
+        line = (f"trajectory {info['trajectory']:6d}  meta-loss {info['meta_loss']:.6g}  "
+                f"seconds {info['seconds']:.2f}")
+        if info["validation"] is not None:
+            line += f"  validation {info['validation']:.6g}  best {info['best_validation']:.6g}"
+        log.write(line + "\n")
+        log.flush()
+
+    family = family_from_args(args, split="train")
+    validation = family_from_args(args, split="validation")
+    try:
+        start = 0
+        if args.resume:
+            from .meta_train import load_checkpoint
+            start = load_checkpoint(checkpoint)[2]["trajectory"]
+            bar.update(start)
+        meta_train(optimizer, family, validation, config, checkpoint, resume=args.resume,
+                   callback=report, best_path=out / "best.npz")
+    except Diverged as e:
+        raise UsageError(str(e)) from None
+    finally:
+        bar.close()
+        log.close()
+    print(f"best φ: {out / 'best.npz'}; checkpoint: {checkpoint}; log: {out / 'log.txt'}")
+
+
 def build_parser():
     parser = _Parser(prog="metalstm", description="Gradient descent as an LSTM: learned optimizers.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -143,6 +209,28 @@ def build_parser():
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     ev.set_defaults(run=cmd_evaluate)
+
+    tr = sub.add_parser("train", help="meta-train a learned optimizer")
+    add_task_arguments(tr)
+    tr.add_argument("--optimizer", choices=["l2l", "metalstm"], default="l2l")
+    tr.add_argument("--lstm-hidden", type=_sizes, default=(20, 20),
+                    help="LSTM layer sizes, e.g. 20,20 (l2l) or 20 (metalstm: its first layer)")
+    tr.add_argument("--p", type=_positive_float, default=10.0, help="preprocessing exponent p (10)")
+    tr.add_argument("--output-scale", type=_positive_float, default=0.1, help="l2l output scale (0.1)")
+    tr.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    defaults = TrainConfig()
+    tr.add_argument("--trajectories", type=_positive_int, default=defaults.trajectories)
+    tr.add_argument("--horizon", type=_positive_int, default=defaults.horizon)
+    tr.add_argument("--unroll", type=_positive_int, default=defaults.unroll)
+    tr.add_argument("--meta-lr", type=_positive_float, default=defaults.meta_lr)
+    tr.add_argument("--clip", type=_positive_float, default=defaults.clip)
+    tr.add_argument("--meta-loss", choices=["sum", "heldout"], default=defaults.meta_loss)
+    tr.add_argument("--validate-every", type=_positive_int, default=defaults.validate_every)
+    tr.add_argument("--validation-tasks", type=_positive_int, default=defaults.validation_tasks)
+    tr.add_argument("--seed", type=int, default=defaults.seed)
+    tr.add_argument("--out", required=True, help="folder for checkpoint.npz, best.npz, log.txt")
+    tr.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
+    tr.set_defaults(run=cmd_train)
     return parser
 
 

@@ -1,0 +1,168 @@
+r"""Meta-training: gradient descent on φ through unrolled optimization.
+
+For trajectory i = 0, 1, ...:
+    draw a fresh task from the family (new θ^0, new minibatch order, new quadratic);
+    state = init(φ, θ^0);
+    for each piece of `unroll` steps of the `horizon` (truncated BPTT, state carried over):
+        g = ∂ meta-loss / ∂φ of the piece                       (unroll.meta_value_and_grad)
+        g ← g · min(1, clip / ||g||)                            global gradient-norm clipping
+        φ ← Adam(φ, g)                                          (optimizers.adam, on the flat φ)
+Every `validate_every` trajectories φ is scored on fixed meta-validation tasks (the meta-loss over
+the whole horizon, no truncation) and the best φ so far is kept: the paper's early stopping.
+
+Everything random is a function of (seed, trajectory index): trajectory i's task is drawn from
+numpy.random.default_rng([seed, 1, i]) and validation task j from default_rng([seed, 2, j]). The
+"RNG state" is therefore the trajectory counter, and a run resumed from its checkpoint replays
+exactly what an uninterrupted run would have done: the same φ, bit for bit.
+
+A checkpoint (written atomically after every trajectory) holds φ, the Adam state, the best φ and
+its validation score, the trajectory counter, the history of meta-losses and validation scores, and
+the config. A NaN or inf in a meta-loss or meta-gradient stops the run with a `Diverged` naming the
+trajectory and piece; the checkpoint on disk is then still the last good one.
+"""
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy
+from autograd.misc.flatten import flatten
+
+from .optimizers import adam
+from .serialization import load_phi, save_phi
+from .unroll import meta_loss, meta_value_and_grad
+
+__all__ = ["TrainConfig", "Diverged", "meta_train", "validation_score", "load_checkpoint"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    trajectories: int = 1000      # number of fresh tasks to meta-train on
+    horizon: int = 100            # optimization steps per trajectory
+    unroll: int = 20              # truncation: steps per meta-gradient (horizon is a multiple)
+    meta_lr: float = 1e-3         # Adam's learning rate on φ
+    clip: float = 1.0             # global gradient-norm clipping threshold
+    meta_loss: str = "sum"        # "sum" (Andrychowicz) or "heldout" (Ravi)
+    validate_every: int = 25      # trajectories between meta-validations (K)
+    validation_tasks: int = 8     # fixed meta-validation tasks
+    seed: int = 0                 # all randomness derives from it
+
+    def __post_init__(self):
+        for name in ("trajectories", "horizon", "unroll", "validate_every", "validation_tasks"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.horizon % self.unroll:
+            raise ValueError(f"horizon {self.horizon} is not a multiple of unroll {self.unroll}")
+        if not (self.meta_lr > 0 and self.clip > 0):
+            raise ValueError(f"meta_lr ({self.meta_lr}) and clip ({self.clip}) must be positive")
+        if self.meta_loss not in ("sum", "heldout"):
+            raise ValueError(f"unknown meta-loss {self.meta_loss!r}; expected 'sum' or 'heldout'")
+
+
+class Diverged(RuntimeError):
+    """A non-finite meta-loss or meta-gradient; the last good checkpoint is kept."""
+
+
+def validation_score(optimizer, phi, tasks, config):
+    """Mean over `tasks` of the meta-loss over the whole horizon (no truncation, no gradient)."""
+    return float(numpy.mean([meta_loss(optimizer, phi, task, steps=config.horizon,
+                                       kind=config.meta_loss)[0] for task in tasks]))
+
+
+def _checkpoint_arrays(phi_adam, best, history, config, trajectory):
+    arrays = {f"adam/{k}": numpy.asarray(v) for k, v in phi_adam.items()}
+    arrays.update({f"best/{k}": numpy.asarray(v) for k, v in best.items() if k != "phi"})
+    arrays["best_phi"] = best["phi"]
+    arrays.update({f"history/{k}": numpy.asarray(v, dtype=float) for k, v in history.items()})
+    arrays["trajectory"] = numpy.asarray(trajectory)
+    arrays["train_config"] = numpy.array(json.dumps(asdict(config)))
+    return arrays
+
+
+def load_checkpoint(path):
+    """(optimizer, φ, state dict) from a checkpoint written by meta_train."""
+    optimizer, phi, extra = load_phi(path)
+    state = {"adam": {k[5:]: extra[k] for k in extra if k.startswith("adam/")},
+             "best": {k[5:]: extra[k] for k in extra if k.startswith("best/")},
+             "history": {k[8:]: list(extra[k]) for k in extra if k.startswith("history/")},
+             "trajectory": int(extra["trajectory"]),
+             "config": TrainConfig(**json.loads(str(extra["train_config"])))}
+    state["best"]["phi"] = extra["best_phi"]
+    state["adam"]["t"] = int(state["adam"]["t"])
+    return optimizer, phi, state
+
+
+def meta_train(optimizer, family, validation_family, config, checkpoint, resume=False,
+               callback=None, phi=None, best_path=None):
+    r"""Meta-train `optimizer` on tasks of `family`; returns (best φ, history).
+
+    checkpoint: path of the .npz checkpoint (written after every trajectory; also a weights file
+    holding the current φ). resume: continue from it, which gives the same result, bit for bit, as a
+    run that never stopped (`config.trajectories` may be raised to train on). callback(info) is called after every trajectory with a dict of
+    trajectory, meta_loss, validation (or None), best_validation, seconds. phi: the initial φ
+    (default: optimizer.init_phi(default_rng([seed, 0]))). best_path: where to write the best φ
+    as a weights file, every time it improves.
+    """
+    checkpoint = Path(checkpoint)
+    validation_tasks = [validation_family.sample(numpy.random.default_rng([config.seed, 2, j]))
+                        for j in range(config.validation_tasks)]
+    if resume:
+        optimizer_saved, phi, saved = load_checkpoint(checkpoint)
+        if optimizer_saved.name != optimizer.name or optimizer_saved.config != optimizer.config:
+            raise ValueError(f"{checkpoint}: checkpoint is for {optimizer_saved.name} "
+                             f"{optimizer_saved.config}, not {optimizer.name} {optimizer.config}")
+        if replace(saved["config"], trajectories=config.trajectories) != config:  # may extend a run
+            raise ValueError(f"{checkpoint}: checkpoint was made with {saved['config']}, not {config}")
+        flat_phi, unflatten = flatten(phi)
+        adam_state, best, history, start = saved["adam"], saved["best"], saved["history"], saved["trajectory"]
+    else:
+        if phi is None:
+            phi = optimizer.init_phi(numpy.random.default_rng([config.seed, 0]))
+        flat_phi, unflatten = flatten(phi)
+        adam_state = adam.init(None, flat_phi)
+        history = {"meta_loss": [], "validation_trajectory": [], "validation": []}
+        score = validation_score(optimizer, phi, validation_tasks, config)
+        best = {"phi": flat_phi, "validation": score, "trajectory": 0}
+        if best_path:
+            save_phi(best_path, optimizer, phi)
+        history["validation_trajectory"].append(0)
+        history["validation"].append(score)
+        start = 0
+    adam_phi = {**adam.init_phi(), "lr": config.meta_lr}
+
+    for i in range(start, config.trajectories):
+        t_start = time.perf_counter()
+        task = family.sample(numpy.random.default_rng([config.seed, 1, i]))
+        state, piece_losses = None, []
+        for piece in range(config.horizon // config.unroll):
+            phi = unflatten(adam.params(adam_state))
+            value, grad_phi, state = meta_value_and_grad(
+                optimizer, phi, task, state, steps=config.unroll, t0=piece * config.unroll,
+                kind=config.meta_loss)
+            g, _ = flatten(grad_phi)
+            if not (numpy.isfinite(value) and numpy.all(numpy.isfinite(g))):
+                raise Diverged(f"non-finite meta-{'loss' if not numpy.isfinite(value) else 'gradient'} "
+                               f"at trajectory {i}, piece {piece} (meta-loss {value}); "
+                               f"{checkpoint} holds the last good state")
+            norm = numpy.sqrt(numpy.dot(g, g))
+            g = g * min(1.0, config.clip / norm) if norm > 0 else g
+            adam_state = adam.update(adam_phi, adam_state, g, value)
+            piece_losses.append(float(value))
+        history["meta_loss"].append(float(numpy.mean(piece_losses)))
+        validation = None
+        if (i + 1) % config.validate_every == 0 or i + 1 == config.trajectories:
+            flat = adam.params(adam_state)
+            validation = validation_score(optimizer, unflatten(flat), validation_tasks, config)
+            history["validation_trajectory"].append(i + 1)
+            history["validation"].append(validation)
+            if validation < best["validation"]:
+                best = {"phi": flat, "validation": validation, "trajectory": i + 1}
+                if best_path:
+                    save_phi(best_path, optimizer, unflatten(flat))
+        save_phi(checkpoint, optimizer, unflatten(adam.params(adam_state)),
+                 extra=_checkpoint_arrays(adam_state, best, history, config, i + 1))
+        if callback:
+            callback({"trajectory": i + 1, "meta_loss": history["meta_loss"][-1],
+                      "validation": validation, "best_validation": float(best["validation"]),
+                      "seconds": time.perf_counter() - t_start})
+    return unflatten(best["phi"]), history
