@@ -1,4 +1,4 @@
-r"""Time and memory of a 20-step unroll and its meta-gradient, and of five ways to write the LSTM cell.
+r"""Time and memory of a 20-step unroll and its meta-gradient, and of five ways to write the cell.
 
 Part 1, the learned optimizers on MNIST. The learner is metalstm_np.learners.MLP(hidden=(20,),
 activation="sigmoid", batch=128): n = 15,910 parameters. For each optimizer -- l2l() (Andrychowicz
@@ -8,12 +8,12 @@ each with dtype="float64" and dtype="float32" -- it measures
     forward      unroll.meta_loss(opt, φ, task, steps=20)              (no gradient)
     meta-grad    unroll.meta_value_and_grad(opt, φ, task, steps=20)    (meta-loss and ∂/∂φ)
 
-and reports seconds (best and median of --repeats runs), microseconds per coordinate-step
-(seconds / (n · T) · 1e6, T = 20), the ratio meta-grad / forward (best / best and median / median),
-and peak memory. Both passes include the learner's own 21 minibatch gradients; a reference row with
-hand-designed SGD (φ = its two hyperparameters) shows what that costs alone. Targets, printed and
-never asserted: meta-gradient time ≤ 2.5 × forward (judged on the best-of-N ratio) and meta-gradient
-peak memory < 2 GB (judged on the absolute peak, which includes the MNIST arrays).
+and reports seconds, microseconds per coordinate-step (seconds / (n · T) · 1e6, T = 20), the ratio
+meta-grad / forward and peak memory. Both passes include the learner's own 21 minibatch gradients;
+a reference row with hand-designed SGD (φ = its two hyperparameters) shows what they cost alone.
+Targets, printed and never asserted: meta-gradient time ≤ 2.5 × forward (judged on the ratio of the
+best wall-clock times; the CPU-time ratio is printed beside it) and meta-gradient peak memory
+< 2 GB (judged on the absolute peak, which includes the MNIST arrays).
 
 Part 2 (--cell-variants, on by default), the cell alone: a self-contained two-layer coordinatewise
 LSTM (H = 20 per layer) run for T = 20 steps over fixed random inputs x_t of shape (n, 2),
@@ -34,19 +34,36 @@ How it is measured. Memory first: tracemalloc is started before anything is load
 its array allocations to it), and every pass is run once from a tracemalloc.reset_peak(); "peak MB"
 is the peak traced memory above what was already allocated at the reset, "abs MB" the peak
 including it. That single traced run also warms the caches. Then tracemalloc is stopped (it slows
-allocation down) and every pass is timed --repeats times with time.perf_counter, forward and
-gradient interleaved. Memory that BLAS allocates for itself is not traced. Seeds are fixed.
+allocation down) and every pass is timed --repeats times, round-robin over the rows of a table (row
+1 forward, row 1 gradient, row 2 forward, ..., then again) so that a change in the machine's load
+falls on every row alike. The tables give the best and the median wall-clock time
+(time.perf_counter) and the best CPU time of the process (time.process_time), which other jobs on
+a shared machine disturb less, and the ratio of each. Memory that BLAS allocates for itself is not
+traced. Seeds are fixed.
+
+BLAS runs on one thread unless OPENBLAS_NUM_THREADS, OMP_NUM_THREADS or MKL_NUM_THREADS is set
+(then all three are left alone). The products here are small ((n, 40) @ (40, 20) at most), and on
+the shared 2-core machine, with another job running, a second BLAS thread made every pass of the
+cell benchmark 2-3 times slower. To time the threaded BLAS, set e.g. OPENBLAS_NUM_THREADS=2.
 
 Run from the repository root:
 
-    PYTHONPATH=. python benchmarks/bench_unroll.py                    # full run, ~3 minutes on 2 cores
-    PYTHONPATH=. python benchmarks/bench_unroll.py --quick            # one repeat each, ~1 minute
+    PYTHONPATH=. python benchmarks/bench_unroll.py                    # full: 3 repeats, ~4 minutes
+    PYTHONPATH=. python benchmarks/bench_unroll.py --quick            # 1 repeat, ~2 minutes
     PYTHONPATH=. python benchmarks/bench_unroll.py --no-cell-variants --json bench.json
 """
-import argparse
-import gc
-import json
 import os
+
+# BLAS on one thread unless the caller chose: must happen before numpy is imported. See the docstring.
+THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+BLAS_THREADS_SET_HERE = not any(v in os.environ for v in THREAD_VARS)
+if BLAS_THREADS_SET_HERE:
+    os.environ.update({v: "1" for v in THREAD_VARS})
+
+import argparse  # noqa: E402  (the imports below come after the thread setting on purpose)
+import gc
+import importlib.metadata
+import json
 import platform
 import statistics
 import sys
@@ -55,7 +72,6 @@ import tracemalloc
 from dataclasses import dataclass
 from typing import Callable
 
-import autograd
 import autograd.numpy as np
 import numpy
 from autograd import value_and_grad
@@ -93,11 +109,11 @@ def traced_peak(fn):
 
 
 def timed(fn):
-    """Seconds taken by one call of fn(), the result discarded."""
+    """(wall-clock seconds, CPU seconds of this process) taken by one call of fn()."""
     gc.collect()
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - start_cpu
 
 
 @dataclass
@@ -123,22 +139,31 @@ def measure_memory(case):
     return row
 
 
-def measure_time(case, row, repeats):
-    """`repeats` timed runs of each pass, interleaved; fills the time columns of `row`."""
-    fwd, grad = [], []
+def measure_times(cases, rows, repeats):
+    """`repeats` timed runs of each pass of each case, round-robin (case 1 forward, case 1 gradient,
+    case 2 forward, ..., then again), so that a change in the machine's load falls on every case
+    alike; fills the time columns of `rows`."""
+    runs = [{"forward": [], "gradient": [], "forward_cpu": [], "gradient_cpu": []} for _ in cases]
     for _ in range(repeats):
-        fwd.append(timed(case.forward))
-        grad.append(timed(case.gradient))
-    per_coordinate_step = 1e6 / (case.n * T)
-    row.update(
-        forward_seconds=fwd, gradient_seconds=grad,
-        forward_best=min(fwd), forward_median=statistics.median(fwd),
-        gradient_best=min(grad), gradient_median=statistics.median(grad),
-        forward_us_per_coordinate_step=min(fwd) * per_coordinate_step,
-        gradient_us_per_coordinate_step=min(grad) * per_coordinate_step,
-        ratio_best=min(grad) / min(fwd),
-        ratio_median=statistics.median(grad) / statistics.median(fwd))
-    return row
+        for case, run in zip(cases, runs):
+            for name, fn in (("forward", case.forward), ("gradient", case.gradient)):
+                wall, cpu = timed(fn)
+                run[name].append(wall)
+                run[name + "_cpu"].append(cpu)
+    for case, run, row in zip(cases, runs, rows):
+        fwd, grad = run["forward"], run["gradient"]
+        per_coordinate_step = 1e6 / (case.n * T)
+        row.update(
+            forward_seconds=fwd, gradient_seconds=grad,
+            forward_cpu_seconds=run["forward_cpu"], gradient_cpu_seconds=run["gradient_cpu"],
+            forward_best=min(fwd), forward_median=statistics.median(fwd),
+            gradient_best=min(grad), gradient_median=statistics.median(grad),
+            forward_cpu_best=min(run["forward_cpu"]), gradient_cpu_best=min(run["gradient_cpu"]),
+            forward_us_per_coordinate_step=min(fwd) * per_coordinate_step,
+            gradient_us_per_coordinate_step=min(grad) * per_coordinate_step,
+            ratio_best=min(grad) / min(fwd),
+            ratio_median=statistics.median(grad) / statistics.median(fwd),
+            ratio_cpu_best=min(run["gradient_cpu"]) / min(run["forward_cpu"]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,72 +347,105 @@ def cell_cases(n, hidden=(20, 20), D=2):
 # ---------------------------------------------------------------------------------------------
 
 def environment():
-    threads = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                          "MKL_NUM_THREADS") if k in os.environ}
+    threads = {k: os.environ[k] for k in THREAD_VARS if k in os.environ}
+    try:
+        autograd_version = importlib.metadata.version("autograd")
+    except importlib.metadata.PackageNotFoundError:
+        autograd_version = "unknown"
     return {"python": platform.python_version(), "numpy": numpy.__version__,
-            "autograd": getattr(autograd, "__version__", "unknown"), "machine": platform.machine(),
-            "cpu_count": os.cpu_count(), "thread_env": threads}
+            "autograd": autograd_version, "machine": platform.machine(),
+            "cpu_count": os.cpu_count(), "thread_env": threads,
+            "thread_env_set_by_script": BLAS_THREADS_SET_HERE,
+            "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None}
 
 
 def yes_no(ok):
     return "met" if ok else "NOT met"
 
 
+def print_table(rows, columns):
+    """Print rows under two header lines; columns: [(title, subtitle, row -> str), ...]."""
+    cells = [[fmt(r) for _, _, fmt in columns] for r in rows]
+    widths = [max(len(title), len(sub), *(len(c[k]) for c in cells))
+              for k, (title, sub, _) in enumerate(columns)]
+    line = lambda items: "  ".join(f"{x:<{w}}" if k < 2 else f"{x:>{w}}"
+                                   for k, (x, w) in enumerate(zip(items, widths))).rstrip()
+    print(line([title for title, _, _ in columns]))
+    print(line([sub for _, sub, _ in columns]))
+    print("-" * len(line([title for title, _, _ in columns])))
+    for c in cells:
+        print(line(c))
+
+
+def time_columns(gradient_title):
+    """Columns shared by both tables: times, their ratio, peak memory."""
+    return [
+        ("forward s", "best / med / cpu",
+         lambda r: f"{r['forward_best']:.3f} / {r['forward_median']:.3f} / "
+                   f"{r['forward_cpu_best']:.3f}"),
+        (gradient_title, "best / med / cpu",
+         lambda r: f"{r['gradient_best']:.3f} / {r['gradient_median']:.3f} / "
+                   f"{r['gradient_cpu_best']:.3f}"),
+        ("ratio", "best / med / cpu",
+         lambda r: f"{r['ratio_best']:.2f} / {r['ratio_median']:.2f} / {r['ratio_cpu_best']:.2f}"),
+        ("peak MB", "fwd / grad",
+         lambda r: f"{r['forward_peak_bytes'] / MB:.0f} / {r['gradient_peak_bytes'] / MB:.0f}"),
+    ]
+
+
+RATIO_NOTE = ("Times: best and median wall-clock, best CPU time of this process (less disturbed by "
+              "other jobs).\nratio: gradient time / forward time, of each of the three.\n"
+              "peak MB: traced peak above the memory already allocated when the pass started.")
+
+
 def print_optimizer_table(rows, repeats):
-    print(f"Part 1: {T}-step unroll on the MNIST MLP (n = {rows[0]['n']:,}); "
-          f"times best / median of {repeats}")
-    header = (f"{'optimizer':<10} {'dtype':<8} {'forward s':>15} {'meta-grad s':>15} "
-              f"{'µs/coord-step':>14} {'ratio':>11} {'peak MB':>13} {'abs MB':>6}")
-    print(header)
-    print(f"{'':<10} {'':<8} {'best / median':>15} {'best / median':>15} {'fwd / grad':>14} "
-          f"{'best / med':>11} {'fwd / grad':>13} {'grad':>6}")
-    print("-" * len(header))
-    for r in rows:
-        name = r["optimizer"] + (" (ref)" if r["reference"] else "")
-        print(f"{name:<10} {r['dtype']:<8} "
-              f"{r['forward_best']:>6.3f} / {r['forward_median']:<6.3f} "
-              f"{r['gradient_best']:>6.3f} / {r['gradient_median']:<6.3f} "
-              f"{r['forward_us_per_coordinate_step']:>5.2f} / {r['gradient_us_per_coordinate_step']:<6.2f} "
-              f"{r['ratio_best']:>4.2f} / {r['ratio_median']:<4.2f} "
-              f"{r['forward_peak_bytes'] / MB:>5.0f} / {r['gradient_peak_bytes'] / MB:<5.0f} "
-              f"{r['gradient_peak_abs_bytes'] / MB:>6.0f}")
-    print("(ref): hand-designed SGD, φ = {lr, weight_decay}: the learner's own cost in both passes.")
-    print("peak MB: above the memory traced at the start of the pass; abs MB: including it "
-          "(MNIST, φ, ...).")
+    print(f"Part 1: {T}-step unroll on the MNIST MLP (n = {rows[0]['n']:,}), "
+          f"wall-clock seconds over {repeats} run(s)")
+    columns = [("optimizer", "", lambda r: r["optimizer"] + (" (ref)" if r["reference"] else "")),
+               ("dtype", "", lambda r: r["dtype"])]
+    columns += time_columns("meta-grad s")
+    columns.insert(4, ("µs/coord-step", "fwd / grad",
+                       lambda r: f"{r['forward_us_per_coordinate_step']:.2f} / "
+                                 f"{r['gradient_us_per_coordinate_step']:.2f}"))
+    columns.append(("abs MB", "grad", lambda r: f"{r['gradient_peak_abs_bytes'] / MB:.0f}"))
+    print_table(rows, columns)
+    print("µs/coord-step: best time / (n · T) · 1e6.")
+    print(RATIO_NOTE)
+    print("abs MB: the meta-gradient's traced peak including what was allocated before (MNIST, φ).")
+    print("(ref): hand-designed SGD, φ = {lr, weight_decay}: the learner's own cost, which every "
+          "row includes.")
     print()
-    print(f"Targets: meta-gradient ≤ {TARGET_RATIO}× forward (best-of-{repeats} ratio); "
-          f"meta-gradient peak < {TARGET_BYTES / 2**30:.0f} GB (absolute)")
+    print(f"Targets: meta-gradient ≤ {TARGET_RATIO}× forward (best-of-{repeats} wall-clock ratio); "
+          f"meta-gradient peak < {TARGET_BYTES / 2**30:.0f} GB (abs MB)")
     for r in rows:
         if r["reference"]:
             continue
-        print(f"  {r['optimizer']:<9} {r['dtype']:<8} time: {yes_no(r['target_ratio_met']):<8} "
-              f"({r['ratio_best']:.2f}×)   memory: {yes_no(r['target_memory_met']):<8} "
-              f"({r['gradient_peak_abs_bytes'] / MB:.0f} MB)")
+        print(f"  {r['optimizer']:<9} {r['dtype']:<8} "
+              f"time: {yes_no(r['target_ratio_met']):<8} ({r['ratio_best']:.2f}×; "
+              f"on CPU time {r['ratio_cpu_best']:.2f}×)   "
+              f"memory: {yes_no(r['target_memory_met']):<8} ({r['gradient_peak_abs_bytes'] / MB:.0f} MB)")
     print()
 
 
 def print_cell_table(rows, repeats):
-    print(f"Part 2: the cell alone, two layers of H = 20, {T} steps, n = {rows[0]['n']:,}; "
-          f"times best / median of {repeats}")
-    header = (f"{'variant':<15} {'dtype':<8} {'forward s':>15} {'gradient s':>15} "
-              f"{'ratio':>11} {'peak MB':>13} {'vs (a)':>8}")
-    print(header)
-    print(f"{'':<15} {'':<8} {'best / median':>15} {'best / median':>15} {'best / med':>11} "
-          f"{'fwd / grad':>13} {'max rel':>8}")
-    print("-" * len(header))
-    for r in rows:
-        print(f"{r['variant']:<15} {r['dtype']:<8} "
-              f"{r['forward_best']:>6.3f} / {r['forward_median']:<6.3f} "
-              f"{r['gradient_best']:>6.3f} / {r['gradient_median']:<6.3f} "
-              f"{r['ratio_best']:>4.2f} / {r['ratio_median']:<4.2f} "
-              f"{r['forward_peak_bytes'] / MB:>5.0f} / {r['gradient_peak_bytes'] / MB:<5.0f} "
-              f"{max(r['value_rel_diff_vs_a'], r['gradient_rel_diff_vs_a']):>8.1e}")
+    print(f"Part 2: the cell alone, two layers of H = 20, T = {T} steps, n = {rows[0]['n']:,}, "
+          f"wall-clock seconds over {repeats} run(s)")
+    columns = [("variant", "", lambda r: r["variant"]), ("dtype", "", lambda r: r["dtype"])]
+    columns += time_columns("gradient s")
+    difference = lambda r: max(r["value_rel_diff_vs_a"], r["gradient_rel_diff_vs_a"])
+    columns.append(("vs (a)", "max rel", lambda r: f"{difference(r):.1e}"))
+    print_table(rows, columns)
+    print(RATIO_NOTE)
     print("vs (a): largest difference from (a) of the output and of the gradient, relative to "
-          "(a)'s largest value.")
+          "(a)'s largest.")
     for dtype in ("float64", "float32"):
         same = [r for r in rows if r["dtype"] == dtype]
-        fastest = min(same, key=lambda r: r["gradient_best"])
-        print(f"  fastest gradient in {dtype}: {fastest['variant']} ({fastest['gradient_best']:.3f} s)")
+        for what in ("gradient", "forward"):
+            wall = min(same, key=lambda r: r[what + "_best"])
+            cpu = min(same, key=lambda r: r[what + "_cpu_best"])
+            print(f"  fastest {what:<8} in {dtype}: {wall['variant']} by wall-clock "
+                  f"({wall[what + '_best']:.3f} s), {cpu['variant']} by CPU time "
+                  f"({cpu[what + '_cpu_best']:.3f} s)")
     print()
 
 
@@ -401,7 +459,9 @@ def main(argv=None):
                         help="also time the five ways of writing the cell (default: on)")
     parser.add_argument("--json", metavar="FILE", help="write every number to FILE")
     args = parser.parse_args(argv)
-    repeats = args.repeats or (1 if args.quick else 3)
+    repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
+    if repeats < 1:
+        parser.error("--repeats must be at least 1")
     started = time.perf_counter()
 
     tracemalloc.start()      # before MNIST is loaded, so that the absolute peaks include it
@@ -409,18 +469,24 @@ def main(argv=None):
     task = family.sample(numpy.random.default_rng(SEED_TASK))
     n = family.n_params
     env = environment()
+    threads = ", ".join(f"{k}={v}" for k, v in env["thread_env"].items())
+    load = env["load_average_at_start"]
     print(f"bench_unroll: python {env['python']}, numpy {env['numpy']}, autograd {env['autograd']}, "
-          f"{env['cpu_count']} CPUs, thread env {env['thread_env'] or 'unset'}; repeats {repeats}")
+          f"{env['cpu_count']} CPUs, load average {load[0]:.1f} at start; {threads}"
+          f"{' (set by the script)' if env['thread_env_set_by_script'] else ''}; "
+          f"repeats {repeats}")
     print()
 
     parts = [("optimizers", optimizer_cases(task, n))]
     if args.cell_variants:
         parts.append(("cell_variants", cell_cases(n)))
+    phase = time.perf_counter()
     results = {name: [measure_memory(case) for case in cases] for name, cases in parts}
     tracemalloc.stop()
+    memory_seconds, phase = time.perf_counter() - phase, time.perf_counter()
     for name, cases in parts:
-        for case, row in zip(cases, results[name]):
-            measure_time(case, row, repeats)
+        measure_times(cases, results[name], repeats)
+    timing_seconds = time.perf_counter() - phase
     for r in results["optimizers"]:
         r["target_ratio_met"] = r["ratio_best"] <= TARGET_RATIO
         r["target_memory_met"] = r["gradient_peak_abs_bytes"] < TARGET_BYTES
@@ -429,7 +495,8 @@ def main(argv=None):
     if args.cell_variants:
         print_cell_table(results["cell_variants"], repeats)
     total = time.perf_counter() - started
-    print(f"total {total:.0f} s")
+    print(f"total {total:.0f} s (traced memory runs {memory_seconds:.0f} s, timed runs "
+          f"{timing_seconds:.0f} s); load average {os.getloadavg()[0]:.1f} at the end")
 
     if args.json:
         report = {"config": {"steps": T, "n": n, "learner": "MLP(hidden=(20,), activation='sigmoid', "
@@ -437,7 +504,8 @@ def main(argv=None):
                              "repeats": repeats, "seeds": {"task": SEED_TASK, "phi": SEED_PHI,
                                                            "cell": SEED_CELL},
                              "target_ratio": TARGET_RATIO, "target_bytes": TARGET_BYTES},
-                  "environment": env, **results, "total_seconds": total}
+                  "environment": env, **results, "total_seconds": total,
+                  "memory_phase_seconds": memory_seconds, "timing_phase_seconds": timing_seconds}
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
         print(f"wrote {args.json}")

@@ -3,6 +3,8 @@ r"""The `metalstm` command (also `python -m metalstm_np`).
     metalstm demo       SGD and gradient descent written as an LSTM, side by side on an MNIST MLP
     metalstm evaluate   one optimizer on fresh tasks: per-step mean losses and the final loss
     metalstm train      meta-train a learned optimizer (checkpoints, --resume, early stopping)
+    metalstm tune       tune the baselines' learning rates for every experiment's task family
+    metalstm figures    regenerate every figure and figures/results.json from the shipped weights
 
 Every user error (bad flag, bad value, missing or malformed weights file, weights that do not fit
 the optimizer) prints one line `metalstm: error: ...` and exits with status 2; no traceback.
@@ -63,7 +65,7 @@ def add_task_arguments(parser):
     parser.add_argument("--batch", type=_positive_int, default=128, help="minibatch size (128)")
 
 
-def family_from_args(args, split="test"):
+def family_from_args(args, split="train"):
     """The task family the flags describe; MLP minibatches come from `split`."""
     if args.task == "quadratic":
         return Quadratic()
@@ -188,6 +190,54 @@ def cmd_train(args):
     print(f"best φ: {out / 'best.npz'}; checkpoint: {checkpoint}; log: {out / 'log.txt'}")
 
 
+def _tune_job(job):
+    from .experiments.common import SETTINGS, TUNE_SEED
+    from .tuning import tune_lr
+    key, name = job
+    setting = SETTINGS[key]
+    return tune_lr(make_optimizer(name), setting.family, setting.tune_steps, setting.tune_runs, TUNE_SEED)
+
+
+def cmd_tune(args):
+    from concurrent.futures import ProcessPoolExecutor
+
+    from .experiments.common import BASELINES, SETTINGS, TUNE_SEED
+    keys = args.settings or list(SETTINGS)
+    unknown = [k for k in keys if k not in SETTINGS]
+    if unknown:
+        raise UsageError(f"unknown setting(s) {unknown}; expected some of {list(SETTINGS)}")
+    jobs = [(key, name) for key in keys for name in BASELINES]
+    with ProcessPoolExecutor(args.workers) as pool:
+        found = dict(zip(jobs, pool.map(_tune_job, jobs)))
+    out = Path(args.out)
+    tuned = json.loads(out.read_text()) if out.is_file() else {}
+    for key in keys:
+        setting = SETTINGS[key]
+        tuned[key] = {"lr": {name: found[key, name][0] for name in BASELINES},
+                      "scores": {name: {f"{lr:.6g}": score for lr, score in found[key, name][1].items()}
+                                 for name in BASELINES},
+                      "steps": setting.tune_steps, "runs": setting.tune_runs, "seed": TUNE_SEED}
+        print(f"{key:14s} " + "  ".join(f"{name} {found[key, name][0]:.3g}" for name in BASELINES))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(tuned, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {out}")
+
+
+def cmd_figures(args):
+    from .experiments import EXPERIMENTS, results_table, run_all, update_readme
+    only = args.only or list(EXPERIMENTS)
+    unknown = [k for k in only if k not in EXPERIMENTS]
+    if unknown:
+        raise UsageError(f"unknown experiment(s) {unknown}; expected some of {list(EXPERIMENTS)}")
+    out = Path(args.out or ("figures/quick" if args.quick else "figures"))
+    results = run_all(out, quick=args.quick, workers=args.workers, only=only, tuned=args.tuned)
+    print(results_table(results))
+    print(f"figures and results.json in {out}/ ({sum(results['seconds'].values()):.0f} s)")
+    if args.readme:
+        update_readme(args.readme, results)
+        print(f"updated the results table in {args.readme}")
+
+
 def build_parser():
     parser = _Parser(prog="metalstm", description="Gradient descent as an LSTM: learned optimizers.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -231,6 +281,22 @@ def build_parser():
     tr.add_argument("--out", required=True, help="folder for checkpoint.npz, best.npz, log.txt")
     tr.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
     tr.set_defaults(run=cmd_train)
+
+    tu = sub.add_parser("tune", help="tune the baselines' learning rates (written to a JSON file)")
+    tu.add_argument("--settings", type=lambda text: text.split(","), default=None,
+                    help="comma-separated setting keys (default: all)")
+    tu.add_argument("--out", default=str(Path(__file__).parent / "pretrained" / "tuned.json"))
+    tu.add_argument("--workers", type=_positive_int, default=2)
+    tu.set_defaults(run=cmd_tune)
+
+    fi = sub.add_parser("figures", help="regenerate the figures and results.json from the shipped weights")
+    fi.add_argument("--quick", action="store_true", help="3 runs, at most 40 steps: a smoke test")
+    fi.add_argument("--out", default=None, help="output folder (figures/, or figures/quick/ with --quick)")
+    fi.add_argument("--only", type=lambda text: text.split(","), default=None, help="e.g. e1,e2")
+    fi.add_argument("--workers", type=_positive_int, default=2)
+    fi.add_argument("--tuned", default=None, help="tuned learning rates (default: the shipped ones)")
+    fi.add_argument("--readme", default=None, help="README.md whose results table to regenerate")
+    fi.set_defaults(run=cmd_figures)
     return parser
 
 
@@ -238,7 +304,7 @@ def main(argv=None):
     try:
         args = build_parser().parse_args(argv)
         args.run(args)
-    except (UsageError, WeightsError, IDXError, ValueError) as e:
+    except (UsageError, WeightsError, IDXError, ValueError, FileNotFoundError) as e:
         print(f"metalstm: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -7,8 +7,10 @@ For trajectory i = 0, 1, ...:
         g = ∂ meta-loss / ∂φ of the piece                       (unroll.meta_value_and_grad)
         g ← g · min(1, clip / ||g||)                            global gradient-norm clipping
         φ ← Adam(φ, g)                                          (optimizers.adam, on the flat φ)
-Every `validate_every` trajectories φ is scored on fixed meta-validation tasks (the meta-loss over
-the whole horizon, no truncation) and the best φ so far is kept: the paper's early stopping.
+Every `validate_every` trajectories (and before the first) φ is scored on fixed meta-validation
+tasks (the meta-loss over the whole horizon, no truncation) and the best φ so far is kept: the
+paper's early stopping. Make `trajectories` a multiple of `validate_every`, or the last ones are
+never validated.
 
 Everything random is a function of (seed, trajectory index): trajectory i's task is drawn from
 numpy.random.default_rng([seed, 1, i]) and validation task j from default_rng([seed, 2, j]). The
@@ -150,7 +152,8 @@ def meta_train(optimizer, family, validation_family, config, checkpoint, resume=
             piece_losses.append(float(value))
         history["meta_loss"].append(float(numpy.mean(piece_losses)))
         validation = None
-        if (i + 1) % config.validate_every == 0 or i + 1 == config.trajectories:
+        if (i + 1) % config.validate_every == 0:    # not also at the end: a run extended later
+            # must validate where an uninterrupted one does
             flat = adam.params(adam_state)
             validation = validation_score(optimizer, unflatten(flat), validation_tasks, config)
             history["validation_trajectory"].append(i + 1)

@@ -1,0 +1,79 @@
+r"""The experiments, one module each; `run_all` runs them and writes figures/results.json.
+
+    e1_quadratic       Andrychowicz et al. Fig. 2: quadratics
+    e2_mnist           Andrychowicz et al. Fig. 4: MNIST, 20 sigmoid units
+    e3_generalization  Andrychowicz et al. Fig. 5: 40 units, 2 layers, ReLU
+    e4_one_layer       one LSTM layer against two
+
+Every number in the README's results table comes from results.json (see `results_table`).
+"""
+import json
+import time
+from pathlib import Path
+
+from . import e1_quadratic, e2_mnist, e3_generalization, e4_one_layer
+from .common import Context, load_tuned
+
+__all__ = ["EXPERIMENTS", "run_all", "results_table", "update_readme"]
+
+EXPERIMENTS = {"e1": e1_quadratic, "e2": e2_mnist, "e3": e3_generalization, "e4": e4_one_layer}
+
+
+def run_all(out, quick=False, workers=2, only=None, tuned=None):
+    """Run the experiments (all, or the keys in `only`), write out/results.json; returns the results."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = Context(out=out, quick=quick, tuned=load_tuned(tuned), workers=workers)
+    results = {"quick": quick, "seconds": {}}
+    for key, module in EXPERIMENTS.items():
+        if only and key not in only:
+            continue
+        start = time.perf_counter()
+        results.update(module.run(ctx))
+        results["seconds"][key] = round(time.perf_counter() - start, 1)
+    (out / "results.json").write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    return results
+
+
+def _fmt(mean, std=None):
+    if mean == float("inf"):
+        return "diverged"
+    return f"{mean:.4g}" if std is None else f"{mean:.4g} ± {std:.2g}"
+
+
+def results_table(results):
+    """The README's results table (Markdown), generated from results.json."""
+    rows = ["| experiment | method | tuned lr | loss @100 | loss @200 | test loss | test accuracy |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    for key in sorted(k for k in results if k[:1] == "E"):
+        block = results[key]
+        for method, s in block["methods"].items():
+            lr = block["tuned_lr"].get(method)
+            cells = [key, method, f"{lr:.3g}" if lr else "learned"]
+            for t in (100, 200):
+                cells.append(_fmt(s[f"loss_mean@{t}"], s[f"loss_std@{t}"]) if f"loss_mean@{t}" in s else "")
+            cells.append(_fmt(s["test_loss_mean"], s["test_loss_std"]) if "test_loss_mean" in s else "")
+            cells.append(_fmt(s["test_accuracy_mean"], s["test_accuracy_std"])
+                         if "test_accuracy_mean" in s else "")
+            rows.append("| " + " | ".join(cells) + " |")
+    rows += ["", "| experiment | learned optimizer | step | best tuned baseline | loss ratio (learned / best) |",
+             "| --- | --- | --- | --- | --- |"]
+    for key in sorted(k for k in results if k[:1] == "E"):
+        for method, at in results[key]["ratio_to_best_baseline"].items():
+            for step, r in at.items():
+                rows.append(f"| {key} | {method} | {step[1:]} | {r['best_baseline']} | {r['ratio']:.3f} |")
+    return "\n".join(rows) + "\n"
+
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def update_readme(readme, results):
+    """Replace the text between the results markers in `readme` with the generated table."""
+    readme = Path(readme)
+    text = readme.read_text()
+    if START not in text or END not in text:
+        raise ValueError(f"{readme}: no {START} ... {END} markers to put the results table between")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(head + START + "\n" + results_table(results) + END + tail)

@@ -1,0 +1,185 @@
+r"""What every experiment shares: the seeds, the shipped weights, the tuned baselines, the runs, the plots.
+
+Protocol (the same for every method, learned or hand-designed): the same evaluation tasks (drawn
+with EVAL_SEED), the same number of steps, the same minibatches. Baselines use the learning rate
+that `metalstm tune` chose on tuning tasks drawn with TUNE_SEED, which are disjoint from the
+evaluation tasks. The learned optimizers use the φ shipped in metalstm_np/pretrained/.
+"""
+import json
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy
+
+from ..evaluation import run_on_tasks
+from ..learners import MLP, Quadratic, mnist_split
+from ..serialization import load_phi, make_optimizer
+
+__all__ = ["EVAL_SEED", "TUNE_SEED", "BASELINES", "SETTINGS", "Setting", "Context", "pretrained_path",
+           "load_tuned", "summarize", "plot_curves", "compare"]
+
+EVAL_SEED = 1000
+TUNE_SEED = 2000
+BASELINES = ("sgd", "nag", "rmsprop", "adam")
+PRETRAINED = Path(str(resources.files("metalstm_np") / "pretrained"))
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One task family with its evaluation protocol."""
+
+    key: str               # name in results.json and tuned.json
+    title: str             # for figures
+    family: object         # Quadratic or MLP (evaluation minibatches from the training images)
+    steps: int             # evaluation horizon
+    runs: int              # fresh tasks
+    tune_steps: int        # horizon the baselines are tuned for (the training horizon)
+    tune_runs: int
+
+
+SETTINGS = {s.key: s for s in [
+    Setting("quadratic", "10-d quadratics", Quadratic(), steps=100, runs=100, tune_steps=100, tune_runs=20),
+    Setting("mnist", "MNIST, 1 × 20 sigmoid", MLP((20,), "sigmoid"), steps=200, runs=20,
+            tune_steps=100, tune_runs=5),
+    Setting("mnist_40", "MNIST, 1 × 40 sigmoid", MLP((40,), "sigmoid"), steps=200, runs=20,
+            tune_steps=100, tune_runs=5),
+    Setting("mnist_2layers", "MNIST, 2 × 20 sigmoid", MLP((20, 20), "sigmoid"), steps=200, runs=20,
+            tune_steps=100, tune_runs=5),
+    Setting("mnist_relu", "MNIST, 1 × 20 ReLU", MLP((20,), "relu"), steps=200, runs=20,
+            tune_steps=100, tune_runs=5),
+]}
+
+
+def pretrained_path(name):
+    """Path of a shipped file in metalstm_np/pretrained/."""
+    return PRETRAINED / name
+
+
+def load_tuned(path=None):
+    """{setting key: {optimizer: learning rate}} as written by `metalstm tune`."""
+    path = Path(path) if path else pretrained_path("tuned.json")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no tuned learning rates; run `metalstm tune` first")
+    return {key: value["lr"] for key, value in json.loads(path.read_text()).items()}
+
+
+def _run_job(job):
+    """One (setting, method) evaluation; a top-level function so a process pool can run it."""
+    family, name, config, phi, steps, runs, seed = job
+    optimizer = make_optimizer(name, **config)
+    with numpy.errstate(all="ignore"):
+        losses, thetas, tasks = run_on_tasks(optimizer, phi, family, steps, runs, seed)
+    out = {"losses": losses}
+    if isinstance(family, MLP):    # test-set loss and accuracy of θ_T, on the 10,000 test images
+        X, y = mnist_split("test")
+        out["test_loss"] = numpy.array([float(family.loss_on(th, X, y)) for th in thetas])
+        out["test_accuracy"] = numpy.array([family.accuracy_on(th, X, y) for th in thetas])
+    return out
+
+
+@dataclass
+class Context:
+    """Where results go, how big the runs are, and a cache so no (setting, method) runs twice."""
+
+    out: Path
+    quick: bool = False
+    tuned: dict = field(default_factory=dict)
+    workers: int = 2
+    cache: dict = field(default_factory=dict)
+
+    def protocol(self, setting):
+        """(steps, runs) for a setting: the full protocol, or a short one with --quick."""
+        if self.quick:
+            return min(setting.steps, 40), 3
+        return setting.steps, setting.runs
+
+    def methods(self, setting, learned):
+        """[(label, optimizer name, config, φ)]: the four tuned baselines plus `learned`
+        ({label: weights file name in pretrained/})."""
+        methods = []
+        for name in BASELINES:
+            opt = make_optimizer(name)
+            methods.append((name, name, {}, {**opt.init_phi(), "lr": self.tuned[setting.key][name]}))
+        for label, filename in learned.items():
+            optimizer, phi, _ = load_phi(pretrained_path(filename))
+            methods.append((label, optimizer.name, optimizer.config, phi))
+        return methods
+
+    def evaluate(self, requests):
+        """requests: [(setting, [(label, name, config, φ)])] -> {(setting key, label): result}.
+        Runs what is not cached yet, in parallel."""
+        todo = [(setting, method) for setting, methods in requests for method in methods
+                if (setting.key, method[0]) not in self.cache]
+        jobs = [(setting.family, name, config, phi, *self.protocol(setting), EVAL_SEED)
+                for setting, (label, name, config, phi) in todo]
+        if self.workers > 1 and len(jobs) > 1:
+            with ProcessPoolExecutor(self.workers) as pool:
+                results = list(pool.map(_run_job, jobs))
+        else:
+            results = [_run_job(job) for job in jobs]
+        for (setting, method), result in zip(todo, results):
+            self.cache[(setting.key, method[0])] = result
+        return {(s.key, m[0]): self.cache[(s.key, m[0])] for s, methods in requests for m in methods}
+
+
+def summarize(result, at_steps):
+    """Mean and std over runs of the training loss at each step in at_steps (and test metrics)."""
+    losses = result["losses"]
+    summary = {}
+    for t in at_steps:
+        if t < losses.shape[1]:
+            final = losses[:, t]
+            ok = numpy.isfinite(final)
+            summary[f"loss_mean@{t}"] = float(final.mean()) if ok.all() else float("inf")
+            summary[f"loss_std@{t}"] = float(final.std()) if ok.all() else float("nan")
+    for key in ("test_loss", "test_accuracy"):
+        if key in result:
+            summary[f"{key}_mean"] = float(numpy.mean(result[key]))
+            summary[f"{key}_std"] = float(numpy.std(result[key]))
+    return summary
+
+
+def plot_curves(ax, curves, title, log=True):
+    """Mean loss per step with a band of ± one standard error over runs; curves: {label: (runs, T+1)}."""
+    for label, losses in curves.items():
+        with numpy.errstate(all="ignore"):
+            mean = losses.mean(axis=0)
+            sem = losses.std(axis=0) / numpy.sqrt(losses.shape[0])
+        steps = numpy.arange(losses.shape[1])
+        learned = not label in BASELINES
+        line, = ax.plot(steps, mean, label=label, lw=2.2 if learned else 1.3,
+                        ls="-" if learned else "--")
+        ax.fill_between(steps, numpy.maximum(mean - sem, 1e-12), mean + sem, color=line.get_color(),
+                        alpha=0.2, lw=0)
+    if log:
+        ax.set_yscale("log")
+    ax.set_title(title)
+    ax.set_xlabel("step t")
+    ax.set_ylabel("loss")
+    ax.legend(fontsize=8)
+
+
+def compare(ctx, setting, learned, at_steps=(100, 200)):
+    """Evaluate the tuned baselines and the `learned` optimizers ({label: weights file}) on `setting`.
+
+    Returns (curves {label: losses (runs, T+1)}, results dict for results.json): per method the
+    summary at `at_steps`, and per learned optimizer its ratio to the best tuned baseline's mean
+    loss at each step (below 1: the learned optimizer is better).
+    """
+    methods = ctx.methods(setting, learned)
+    evaluated = ctx.evaluate([(setting, methods)])
+    curves = {label: evaluated[(setting.key, label)]["losses"] for label, *_ in methods}
+    steps, runs = ctx.protocol(setting)
+    at_steps = [t for t in at_steps if t <= steps] or [steps]
+    summaries = {label: summarize(evaluated[(setting.key, label)], at_steps) for label, *_ in methods}
+    results = {"steps": steps, "runs": runs, "eval_seed": EVAL_SEED, "tune_seed": TUNE_SEED,
+               "tuned_lr": dict(ctx.tuned[setting.key]), "methods": summaries, "ratio_to_best_baseline": {}}
+    for label in learned:
+        for t in at_steps:
+            best = min(BASELINES, key=lambda b: summaries[b][f"loss_mean@{t}"])
+            results["ratio_to_best_baseline"].setdefault(label, {})[f"@{t}"] = {
+                "best_baseline": best,
+                "ratio": summaries[label][f"loss_mean@{t}"] / summaries[best][f"loss_mean@{t}"]}
+    return curves, results

@@ -1,0 +1,23 @@
+r"""E2 — MNIST (Andrychowicz et al. 2016, Fig. 4).
+
+The LSTM optimizer trained on an MLP with one hidden layer of 20 sigmoid units (minibatches of 128,
+100-step horizon), evaluated on 20 fresh initialisations for 200 steps — twice the training horizon,
+as in the paper — against the tuned baselines: training-minibatch loss per step, and test-set loss
+and accuracy of θ_200.
+"""
+import matplotlib.pyplot as plt
+
+from .common import SETTINGS, compare, plot_curves
+
+LEARNED = {"LSTM (l2l)": "l2l_mnist.npz"}
+
+
+def run(ctx):
+    setting = SETTINGS["mnist"]
+    curves, results = compare(ctx, setting, LEARNED)
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    plot_curves(ax, curves, f"{setting.title}: {results['runs']} runs")
+    fig.tight_layout()
+    fig.savefig(ctx.out / "e2_mnist.png", dpi=120)
+    plt.close(fig)
+    return {"E2_mnist": results}

@@ -1,0 +1,21 @@
+r"""E4 — why the second LSTM layer: a one-layer LSTM optimizer trained exactly as the E2 one (same
+task family, horizon, truncation, meta-learning rate and number of trajectories), against the
+two-layer one and the tuned baselines on the E2 protocol.
+"""
+import matplotlib.pyplot as plt
+
+from .common import SETTINGS, compare, plot_curves
+from .e2_mnist import LEARNED
+
+LEARNED_BOTH = {**LEARNED, "LSTM, one layer": "l2l1_mnist.npz"}
+
+
+def run(ctx):
+    setting = SETTINGS["mnist"]
+    curves, results = compare(ctx, setting, LEARNED_BOTH)
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    plot_curves(ax, curves, f"{setting.title}: one vs two LSTM layers")
+    fig.tight_layout()
+    fig.savefig(ctx.out / "e4_one_layer.png", dpi=120)
+    plt.close(fig)
+    return {"E4_one_layer": results}

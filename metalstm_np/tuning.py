@@ -1,0 +1,44 @@
+r"""Learning-rate tuning for the hand-designed baselines.
+
+A baseline is only a fair opponent if its learning rate is tuned on the same task family. The grid is
+log-spaced in half-decades, 1e-4 to 1 by default, and is widened by a half-decade at a time while
+the best value sits on an edge. A learning rate is scored by the mean final training loss L_T over
+`runs` tuning tasks; the tuning tasks are drawn with their own seed, disjoint from the evaluation
+seeds, so the tuned value is not fitted to the tasks it is judged on. A run that diverges (a loss
+that is NaN or inf) scores inf. The other hyperparameters stay at their usual defaults (momentum
+0.9; Adam's β1 = 0.9, β2 = 0.999; RMSprop's decay 0.9).
+"""
+import numpy
+
+from .evaluation import run_on_tasks
+
+__all__ = ["tune_lr"]
+
+
+def _score(optimizer, lr, family, steps, runs, seed):
+    with numpy.errstate(all="ignore"):
+        losses, _, _ = run_on_tasks(optimizer, {**optimizer.init_phi(), "lr": lr}, family, steps, runs, seed)
+    final = losses[:, -1]
+    return float(final.mean()) if numpy.all(numpy.isfinite(final)) else float("inf")
+
+
+def tune_lr(optimizer, family, steps, runs, seed, lo=-8, hi=0, limits=(-14, 4)):
+    r"""(best learning rate, {lr: score}) for a hand-designed optimizer with an "lr" hyperparameter.
+
+    The grid is 10^(k/2) for k = lo..hi (default 1e-4 to 1); while the best k is lo or hi, the grid
+    grows by one half-decade on that side, up to `limits`.
+    """
+    scores = {}
+    k_lo, k_hi = lo, hi
+    while True:
+        for k in range(k_lo, k_hi + 1):
+            if k not in scores:
+                scores[k] = _score(optimizer, 10.0 ** (k / 2), family, steps, runs, seed)
+        best = min(scores, key=lambda k: (scores[k], k))
+        if best == k_lo and k_lo > limits[0]:
+            k_lo -= 1
+        elif best == k_hi and k_hi < limits[1]:
+            k_hi += 1
+        else:
+            break
+    return 10.0 ** (best / 2), {10.0 ** (k / 2): scores[k] for k in sorted(scores)}

@@ -1,0 +1,117 @@
+"""The `metalstm` command: evaluate for every optimizer on both tasks, same seed same numbers, and
+every user error as one line and exit status 2, never a traceback."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from metalstm_np.cli import main
+from metalstm_np.serialization import make_optimizer, save_phi
+
+SMALL_MLP = ["--task", "mlp", "--hidden", "5", "--steps", "3", "--runs", "2"]
+
+
+def run_json(capsys, *argv):
+    assert main(["evaluate", *argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def error_of(capsys, *argv):
+    """Run the CLI; assert it failed with one error line; return that line."""
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert code == 2
+    assert len(lines) == 1 and lines[0].startswith("metalstm: error: "), captured.err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """A weights file for each learned optimizer (untrained φ, but real files)."""
+    folder = tmp_path_factory.mktemp("weights")
+    files = {}
+    for name, config in [("l2l", {"hidden": [4, 4]}), ("metalstm", {"hidden": 4})]:
+        opt = make_optimizer(name, **config)
+        files[name] = folder / f"{name}.npz"
+        save_phi(files[name], opt, opt.init_phi(np.random.default_rng(0)))
+    return files
+
+
+@pytest.mark.parametrize("task", [["--task", "quadratic", "--steps", "4", "--runs", "3"], SMALL_MLP])
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nag", "rmsprop", "adam", "gd_lstm", "l2l", "metalstm"])
+def test_evaluate_every_optimizer_on_both_tasks(capsys, weights, task, optimizer):
+    extra = ["--weights", str(weights[optimizer])] if optimizer in weights else ["--lr", "0.01"]
+    out = run_json(capsys, *task, "--optimizer", optimizer, *extra)
+    steps = int(task[task.index("--steps") + 1])
+    assert len(out["mean_loss_per_step"]) == steps + 1
+    assert np.isfinite(out["final_loss_mean"]) and out["final_loss_std"] >= 0
+    assert out["final_loss_mean"] == pytest.approx(out["mean_loss_per_step"][-1])
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(capsys):
+    argv = ["--task", "quadratic", "--optimizer", "adam", "--lr", "0.1", "--steps", "5", "--runs", "3"]
+    a = run_json(capsys, *argv, "--seed", "7")
+    b = run_json(capsys, *argv, "--seed", "7")
+    c = run_json(capsys, *argv, "--seed", "8")
+    assert a["mean_loss_per_step"] == b["mean_loss_per_step"]
+    assert a["mean_loss_per_step"] != c["mean_loss_per_step"]
+
+
+def test_lr_is_used(capsys):
+    argv = ["--task", "quadratic", "--optimizer", "sgd", "--steps", "5", "--runs", "2"]
+    slow = run_json(capsys, *argv, "--lr", "0.0001")
+    fast = run_json(capsys, *argv, "--lr", "0.01")
+    assert slow["phi_hyperparameters"]["lr"] == 0.0001
+    assert fast["final_loss_mean"] < slow["final_loss_mean"]
+
+
+def test_human_readable_output(capsys):
+    assert main(["evaluate", "--task", "quadratic", "--optimizer", "nag", "--steps", "3", "--runs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "final loss:" in out and "mean ± std over runs" in out
+    assert len([line for line in out.splitlines() if line.strip()[:1].isdigit()]) == 4
+
+
+def test_demo_shows_identical_losses(capsys):
+    assert main(["demo", "--steps", "12"]) == 0
+    assert "largest difference over 12 steps: 0 (identical" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["evaluate", "--optimizer", "adamw"], "invalid choice: 'adamw'"),
+    (["evaluate", "--optimizer", "sgd", "--steps", "0"], "expected a positive integer, got '0'"),
+    (["evaluate", "--optimizer", "sgd", "--lr", "-1"], "expected a positive number, got '-1'"),
+    (["evaluate", "--optimizer", "sgd", "--lr", "nan"], "expected a positive number, got 'nan'"),
+    (["evaluate", "--optimizer", "sgd", "--task", "cifar"], "invalid choice: 'cifar'"),
+    (["evaluate", "--optimizer", "sgd", "--activation", "gelu"], "invalid choice: 'gelu'"),
+    (["evaluate", "--optimizer", "l2l"], "give its weights with --weights"),
+    (["evaluate", "--optimizer", "l2l", "--weights", "/no/such/file.npz"], "/no/such/file.npz: no such weights file"),
+    (["evaluate", "--optimizer", "adam", "--bogus"], "unrecognized arguments: --bogus"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+])
+def test_bad_flags_give_one_clear_line(capsys, argv, message):
+    assert message in error_of(capsys, *argv)
+
+
+def test_malformed_and_mismatched_weights(capsys, weights, tmp_path):
+    text = tmp_path / "text.npz"
+    text.write_text("not weights")
+    assert "not an .npz weights file" in error_of(capsys, "evaluate", "--optimizer", "l2l", "--weights", str(text))
+    plain = tmp_path / "plain.npz"
+    np.savez(plain, a=np.zeros(3))
+    assert "not a metalstm weights file" in error_of(capsys, "evaluate", "--optimizer", "l2l", "--weights", str(plain))
+    line = error_of(capsys, "evaluate", "--optimizer", "l2l", "--weights", str(weights["metalstm"]))
+    assert "holds weights for optimizer 'metalstm', not 'l2l'" in line
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(weights["l2l"].read_bytes()[:200])
+    assert "truncated.npz" in error_of(capsys, "evaluate", "--optimizer", "l2l", "--weights", str(truncated))
+
+
+def test_python_m_entry_point_prints_no_traceback():
+    done = subprocess.run([sys.executable, "-m", "metalstm_np", "evaluate", "--optimizer", "l2l",
+                           "--weights", "missing.npz"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "metalstm: error: missing.npz: no such weights file"

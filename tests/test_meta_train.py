@@ -1,0 +1,119 @@
+"""Meta-training: it learns, it resumes bit for bit, it stops cleanly on NaN, it checkpoints atomically."""
+import numpy as np
+import pytest
+from autograd.misc.flatten import flatten
+
+from metalstm_np import Quadratic, l2l, meta_lstm
+from metalstm_np.learners import Task
+from metalstm_np.meta_train import Diverged, TrainConfig, load_checkpoint, meta_train, validation_score
+from metalstm_np.serialization import load_phi
+
+TINY = TrainConfig(trajectories=6, horizon=6, unroll=3, validate_every=2, validation_tasks=2,
+                   meta_lr=0.01, seed=3)
+
+
+def tiny_l2l():
+    return l2l(hidden=(4,))
+
+
+def assert_same_checkpoint(a, b):
+    _, phi_a, state_a = load_checkpoint(a)
+    _, phi_b, state_b = load_checkpoint(b)
+    np.testing.assert_array_equal(flatten(phi_a)[0], flatten(phi_b)[0])
+    for key in ("theta", "m", "v"):
+        np.testing.assert_array_equal(state_a["adam"][key], state_b["adam"][key])
+    assert state_a["adam"]["t"] == state_b["adam"]["t"]
+    np.testing.assert_array_equal(state_a["best"]["phi"], state_b["best"]["phi"])
+    assert state_a["history"] == state_b["history"]
+    assert state_a["trajectory"] == state_b["trajectory"]
+
+
+def test_resume_after_stop_is_bit_for_bit(tmp_path):
+    meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), TINY, tmp_path / "straight.npz")
+    from dataclasses import replace
+    meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), replace(TINY, trajectories=3), tmp_path / "split.npz")
+    assert load_checkpoint(tmp_path / "split.npz")[2]["trajectory"] == 3
+    meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), TINY, tmp_path / "split.npz", resume=True)
+    assert_same_checkpoint(tmp_path / "straight.npz", tmp_path / "split.npz")
+
+
+def test_resume_after_interrupt_is_bit_for_bit(tmp_path):
+    """A run killed after its 4th trajectory (here: KeyboardInterrupt from the callback) loses
+    nothing it had saved and, resumed, ends where an uninterrupted run ends."""
+    meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), TINY, tmp_path / "straight.npz")
+
+    def interrupt(info):
+        if info["trajectory"] == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), TINY, tmp_path / "cut.npz", callback=interrupt)
+    assert load_checkpoint(tmp_path / "cut.npz")[2]["trajectory"] == 4
+    meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), TINY, tmp_path / "cut.npz", resume=True)
+    assert_same_checkpoint(tmp_path / "straight.npz", tmp_path / "cut.npz")
+    assert not list(tmp_path.glob("*.tmp"))          # atomic writes leave no temporary files
+
+
+def test_resume_refuses_another_config(tmp_path):
+    from dataclasses import replace
+    meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), replace(TINY, trajectories=2), tmp_path / "c.npz")
+    with pytest.raises(ValueError, match="made with"):
+        meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), replace(TINY, meta_lr=0.5), tmp_path / "c.npz",
+                   resume=True)
+    with pytest.raises(ValueError, match="checkpoint is for"):
+        meta_train(l2l(hidden=(5,)), Quadratic(3), Quadratic(3), TINY, tmp_path / "c.npz", resume=True)
+
+
+class PoisonedFamily:
+    """Quadratics, except that the task of trajectory `bad` has a NaN loss."""
+
+    def __init__(self, bad):
+        self.bad, self.sampled = bad, 0
+
+    def sample(self, rng):
+        task = Quadratic(3).sample(rng)
+        self.sampled += 1
+        if self.sampled - 1 == self.bad:
+            return Task(task.theta0, lambda theta, t: task.loss(theta, t) * np.nan, task.heldout_loss)
+        return task
+
+
+def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    with pytest.raises(Diverged, match="trajectory 3, piece 0"):
+        meta_train(tiny_l2l(), PoisonedFamily(bad=3), Quadratic(3), TINY, tmp_path / "c.npz")
+    optimizer, phi, state = load_checkpoint(tmp_path / "c.npz")
+    assert state["trajectory"] == 3
+    assert np.all(np.isfinite(flatten(phi)[0]))
+
+
+def test_meta_training_lowers_the_meta_loss_on_quadratics(tmp_path):
+    """A short run must improve the validation meta-loss of the untrained optimizer by a margin."""
+    config = TrainConfig(trajectories=40, horizon=20, unroll=10, validate_every=20, validation_tasks=6,
+                         meta_lr=0.01, seed=1)
+    best, history = meta_train(l2l(hidden=(8,)), Quadratic(), Quadratic(), config, tmp_path / "c.npz",
+                               best_path=tmp_path / "best.npz")
+    assert history["validation_trajectory"] == [0, 20, 40]
+    assert min(history["validation"][1:]) < 0.8 * history["validation"][0]
+    optimizer, phi, _ = load_phi(tmp_path / "best.npz")
+    np.testing.assert_array_equal(flatten(phi)[0], flatten(best)[0])
+    assert min(history["validation"]) == pytest.approx(
+        validation_score(optimizer, phi, [Quadratic().sample(np.random.default_rng([1, 2, j]))
+                                          for j in range(6)], config))
+
+
+def test_meta_lstm_with_learned_theta0_trains_c0(tmp_path):
+    """With the held-out meta-loss and learned θ^0, meta-training moves c_0."""
+    opt = meta_lstm(hidden=4, learn_theta0=True, n_params=3)
+    config = TrainConfig(trajectories=3, horizon=4, unroll=4, meta_loss="heldout", validate_every=3,
+                         validation_tasks=1, meta_lr=0.01)
+    phi0 = opt.init_phi(np.random.default_rng([config.seed, 0]))
+    meta_train(opt, Quadratic(3), Quadratic(3), config, tmp_path / "c.npz")
+    _, phi, _ = load_checkpoint(tmp_path / "c.npz")
+    assert np.max(np.abs(phi["c_0"] - phi0["c_0"])) > 1e-3
+
+
+@pytest.mark.parametrize("bad", [dict(horizon=10, unroll=3), dict(trajectories=0), dict(meta_lr=-1.0),
+                                 dict(meta_loss="mean")])
+def test_bad_config_names_the_value(bad):
+    with pytest.raises(ValueError, match=str(list(bad.values())[-1])):
+        TrainConfig(**bad)
