@@ -55,7 +55,10 @@ def l2l(hidden=(20, 20), p=10.0, output_scale=0.1, dtype="float64"):
             cs.append(c)
             x = h                                                   # (n, H)
         g = output_scale * (x @ phi["w_out"] + phi["b_out"])        # (n,)
-        return {"theta": state["theta"] + g, "h": hs, "c": cs}
+        # θ is float64 whatever the LSTM's dtype; casting g explicitly (rather than letting numpy
+        # promote it) makes autograd cast the gradient back, so the backward pass stays in dtype.
+        theta = state["theta"]
+        return {"theta": theta + g.astype(theta.dtype), "h": hs, "c": cs}
 
     return Optimizer(name="l2l", init_phi=init_phi, init=init, update=update, params=params,
                      config={"hidden": list(hidden), "p": p, "output_scale": output_scale,

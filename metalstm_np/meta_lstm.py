@@ -87,8 +87,10 @@ def meta_lstm(hidden=20, p=10.0, learn_theta0=False, n_params=None, theta0_init=
                       + phi["b_F"])                                                   # (n,)
         z_i = sigmoid(np.concatenate([h, column(theta), column(state["z_i"])], axis=1) @ phi["W_I"]
                       + phi["b_I"])                                                   # (n,)
-        return {"theta": cell_state_update(theta, grad, z_f, z_i), "h": h, "c": c,
-                "z_f": z_f, "z_i": z_i}
+        # θ is float64 whatever the LSTM's dtype: cast the gates explicitly so that autograd casts
+        # their gradients back and the LSTM's backward pass stays in dtype.
+        theta_t = cell_state_update(theta, grad, z_f.astype(theta.dtype), z_i.astype(theta.dtype))
+        return {"theta": theta_t, "h": h, "c": c, "z_f": z_f, "z_i": z_i}
 
     return Optimizer(name="metalstm", init_phi=init_phi, init=init, update=update, params=params,
                      config={"hidden": hidden, "p": p, "learn_theta0": learn_theta0,
