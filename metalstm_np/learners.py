@@ -95,6 +95,7 @@ def softmax_cross_entropy(logits, onehot):
 
 
 SPLITS = ("train", "validation", "test")
+HELDOUT = 1000      # images of a task's split kept for its held-out loss
 
 
 def mnist_split(split):
@@ -115,8 +116,8 @@ class MLP:
 
     Each task draws θ^0 ~ N(0, 0.01²) (weights and biases, as in the paper's code) and its own
     minibatch order: the step-t minibatch is `batch` images of `split` drawn without replacement
-    by a generator seeded with (task seed, t). The held-out loss is on 1,000 other images of the
-    same split, fixed per task. One hidden layer of 20 sigmoid units has 15,910 parameters.
+    by a generator seeded with (task seed, t). The held-out loss is on 1,000 images of the same
+    split that the task sets aside and never puts in a training minibatch. One hidden layer of 20 sigmoid units has 15,910 parameters.
     """
 
     hidden: tuple = (20,)
@@ -129,7 +130,10 @@ class MLP:
             raise ValueError(f"unknown activation {self.activation!r}; expected one of {sorted(ACTIVATIONS)}")
         if self.batch < 1 or any(int(h) < 1 for h in self.hidden):
             raise ValueError(f"batch ({self.batch}) and hidden sizes ({self.hidden}) must be positive")
-        mnist_split(self.split)    # validates the split name
+        n_images = len(mnist_split(self.split)[1])    # also validates the split name
+        if self.batch > n_images - HELDOUT:
+            raise ValueError(f"batch {self.batch} is larger than the {n_images - HELDOUT} images of split "
+                             f"{self.split!r} left after the {HELDOUT} held-out ones")
 
     @property
     def shapes(self):
@@ -153,10 +157,12 @@ class MLP:
         onehot = numpy.eye(10)[labels]                                   # (N, 10)
         task_seed = int(rng.integers(2**63))
         theta0 = 0.01 * rng.standard_normal(self.n_params)
-        heldout = numpy.random.default_rng([task_seed, 2**32]).choice(len(X), 1000, replace=False)
+        # 1,000 held-out images are set aside once per task and never appear in a training minibatch
+        order = numpy.random.default_rng([task_seed, 2**32]).permutation(len(X))
+        heldout, train = order[:HELDOUT], order[HELDOUT:]
 
         def loss(theta, t):
-            idx = numpy.random.default_rng([task_seed, t]).choice(len(X), self.batch, replace=False)
+            idx = train[numpy.random.default_rng([task_seed, t]).choice(len(train), self.batch, replace=False)]
             logits = mlp_logits(theta, X[idx], self.shapes, self.activation)
             return softmax_cross_entropy(logits, onehot[idx])
 

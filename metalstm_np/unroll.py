@@ -76,14 +76,14 @@ def meta_loss(optimizer, phi, task, state=None, steps=20, t0=0, kind="sum", weig
     """
     if kind not in ("sum", "heldout"):
         raise ValueError(f"unknown meta-loss kind {kind!r}; expected 'sum' or 'heldout'")
+    w = np.full(steps, 1.0 / steps) if weights is None else weights
+    if len(w) != steps:
+        raise ValueError(f"{len(w)} meta-loss weights for an unroll of {steps} steps")
     if state is None:
         state = optimizer.init(phi, task.theta0)
     losses, state = unroll(optimizer, phi, task, state, steps, t0, second_order)
     if kind == "heldout":
         return task.heldout_loss(optimizer.params(state)), state
-    w = np.full(steps, 1.0 / steps) if weights is None else weights
-    if len(w) != steps:
-        raise ValueError(f"{len(w)} meta-loss weights for an unroll of {steps} steps")
     return sum(w_t * L for w_t, L in zip(w, losses[1:])), state
 
 

@@ -11,8 +11,8 @@ import math
 import autograd.numpy as anp
 import numpy as np
 import pytest
-from scipy.special import expit
 from autograd.tracer import Box
+from scipy.special import expit
 
 from metalstm_np.learners import MLP, Task
 

@@ -1,5 +1,4 @@
 r"""Tests for metalstm_np.learners: the random quadratics and the MNIST MLPs on a flat θ."""
-import autograd.numpy as anp
 import numpy as np
 import pytest
 from autograd import grad, hessian
