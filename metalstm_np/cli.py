@@ -230,7 +230,8 @@ def cmd_figures(args):
     if unknown:
         raise UsageError(f"unknown experiment(s) {unknown}; expected some of {list(EXPERIMENTS)}")
     out = Path(args.out or ("figures/quick" if args.quick else "figures"))
-    results = run_all(out, quick=args.quick, workers=args.workers, only=only, tuned=args.tuned)
+    results = run_all(out, quick=args.quick, workers=args.workers, only=only, tuned=args.tuned,
+                      weights=args.weights)
     print(results_table(results))
     print(f"figures and results.json in {out}/ ({sum(results['seconds'].values()):.0f} s)")
     if args.readme:
@@ -290,11 +291,13 @@ def build_parser():
     tu.set_defaults(run=cmd_tune)
 
     fi = sub.add_parser("figures", help="regenerate the figures and results.json from the shipped weights")
-    fi.add_argument("--quick", action="store_true", help="3 runs, at most 40 steps: a smoke test")
+    fi.add_argument("--quick", action="store_true", help="3 runs, at most 20 steps: a smoke test")
     fi.add_argument("--out", default=None, help="output folder (figures/, or figures/quick/ with --quick)")
     fi.add_argument("--only", type=lambda text: text.split(","), default=None, help="e.g. e1,e2")
     fi.add_argument("--workers", type=_positive_int, default=2)
     fi.add_argument("--tuned", default=None, help="tuned learning rates (default: the shipped ones)")
+    fi.add_argument("--weights", default=None, help="folder of the learned optimizers' weights "
+                                                    "(default: the shipped ones)")
     fi.add_argument("--readme", default=None, help="README.md whose results table to regenerate")
     fi.set_defaults(run=cmd_figures)
     return parser

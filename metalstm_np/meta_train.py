@@ -95,7 +95,7 @@ def load_checkpoint(path):
 
 
 def meta_train(optimizer, family, validation_family, config, checkpoint, resume=False,
-               callback=None, phi=None, best_path=None):
+               callback=None, phi=None, best_path=None, frozen=(), score=validation_score):
     r"""Meta-train `optimizer` on tasks of `family`; returns (best φ, history).
 
     checkpoint: path of the .npz checkpoint (written after every trajectory; also a weights file
@@ -103,7 +103,10 @@ def meta_train(optimizer, family, validation_family, config, checkpoint, resume=
     run that never stopped (`config.trajectories` may be raised to train on). callback(info) is called after every trajectory with a dict of
     trajectory, meta_loss, validation (or None), best_validation, seconds. phi: the initial φ
     (default: optimizer.init_phi(default_rng([seed, 0]))). best_path: where to write the best φ
-    as a weights file, every time it improves.
+    as a weights file, every time it improves. frozen: top-level keys of φ that stay as they are
+    (their meta-gradient is zeroed, so Adam leaves them exactly unchanged): e.g. ("z_f", "z_i") to
+    learn only θ^0 with gradient_descent_lstm. score(optimizer, φ, tasks, config): the validation
+    score, lower is better (default: `validation_score`, the meta-loss).
     """
     checkpoint = Path(checkpoint)
     validation_tasks = [validation_family.sample(numpy.random.default_rng([config.seed, 2, j]))
@@ -123,12 +126,12 @@ def meta_train(optimizer, family, validation_family, config, checkpoint, resume=
         flat_phi, unflatten = flatten(phi)
         adam_state = adam.init(None, flat_phi)
         history = {"meta_loss": [], "validation_trajectory": [], "validation": []}
-        score = validation_score(optimizer, phi, validation_tasks, config)
-        best = {"phi": flat_phi, "validation": score, "trajectory": 0}
+        value = score(optimizer, phi, validation_tasks, config)
+        best = {"phi": flat_phi, "validation": value, "trajectory": 0}
         if best_path:
             save_phi(best_path, optimizer, phi)
         history["validation_trajectory"].append(0)
-        history["validation"].append(score)
+        history["validation"].append(value)
         start = 0
     adam_phi = {**adam.init_phi(), "lr": config.meta_lr}
 
@@ -141,7 +144,7 @@ def meta_train(optimizer, family, validation_family, config, checkpoint, resume=
             value, grad_phi, state = meta_value_and_grad(
                 optimizer, phi, task, state, steps=config.unroll, t0=piece * config.unroll,
                 kind=config.meta_loss)
-            g, _ = flatten(grad_phi)
+            g, _ = flatten({k: (v if k not in frozen else 0.0 * v) for k, v in grad_phi.items()})
             if not (numpy.isfinite(value) and numpy.all(numpy.isfinite(g))):
                 raise Diverged(f"non-finite meta-{'loss' if not numpy.isfinite(value) else 'gradient'} "
                                f"at trajectory {i}, piece {piece} (meta-loss {value}); "
@@ -155,7 +158,7 @@ def meta_train(optimizer, family, validation_family, config, checkpoint, resume=
         if (i + 1) % config.validate_every == 0:    # not also at the end: a run extended later
             # must validate where an uninterrupted one does
             flat = adam.params(adam_state)
-            validation = validation_score(optimizer, unflatten(flat), validation_tasks, config)
+            validation = score(optimizer, unflatten(flat), validation_tasks, config)
             history["validation_trajectory"].append(i + 1)
             history["validation"].append(validation)
             if validation < best["validation"]:

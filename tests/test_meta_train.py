@@ -117,3 +117,35 @@ def test_meta_lstm_with_learned_theta0_trains_c0(tmp_path):
 def test_bad_config_names_the_value(bad):
     with pytest.raises(ValueError, match=str(list(bad.values())[-1])):
         TrainConfig(**bad)
+
+
+def test_frozen_keys_stay_exactly_fixed_while_theta0_learns(tmp_path):
+    """Gradient descent as an LSTM with learned θ^0 (first-order MAML): the hand-set gates must not
+    be trained, c_0 must."""
+    from metalstm_np.meta_lstm import gradient_descent_lstm
+    opt = gradient_descent_lstm(z_f=1.0, z_i=0.05, learn_theta0=True, n_params=3)
+    config = TrainConfig(trajectories=4, horizon=4, unroll=4, meta_loss="heldout", validate_every=2,
+                         validation_tasks=1, meta_lr=0.01)
+    phi0 = opt.init_phi(np.random.default_rng([config.seed, 0]))
+    meta_train(opt, Quadratic(3), Quadratic(3), config, tmp_path / "c.npz", frozen=("z_f", "z_i"))
+    _, phi, _ = load_checkpoint(tmp_path / "c.npz")
+    assert float(phi["z_f"]) == 1.0 and float(phi["z_i"]) == 0.05
+    assert np.max(np.abs(phi["c_0"] - phi0["c_0"])) > 1e-3
+    meta_train(opt, Quadratic(3), Quadratic(3), config, tmp_path / "free.npz")
+    assert float(load_checkpoint(tmp_path / "free.npz")[1]["z_i"]) != 0.05     # not frozen: trained
+
+
+def test_custom_validation_score_picks_the_best(tmp_path):
+    """score is called on the fixed validation tasks; the best φ is the one with the lowest score."""
+    calls = []
+
+    def score(optimizer, phi, tasks, config):
+        calls.append(len(tasks))
+        return [5.0, 3.0, 4.0, 1.0][len(calls) - 1]
+
+    config = TrainConfig(trajectories=6, horizon=3, unroll=3, validate_every=2, validation_tasks=2)
+    best, history = meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), config, tmp_path / "c.npz", score=score)
+    assert calls == [2, 2, 2, 2] and history["validation"] == [5.0, 3.0, 4.0, 1.0]
+    _, phi_final, state = load_checkpoint(tmp_path / "c.npz")
+    assert state["best"]["trajectory"] == 6
+    np.testing.assert_array_equal(flatten(best)[0], flatten(phi_final)[0])

@@ -19,11 +19,17 @@ __all__ = ["EXPERIMENTS", "run_all", "results_table", "update_readme"]
 EXPERIMENTS = {"e1": e1_quadratic, "e2": e2_mnist, "e3": e3_generalization, "e4": e4_one_layer}
 
 
-def run_all(out, quick=False, workers=2, only=None, tuned=None):
-    """Run the experiments (all, or the keys in `only`), write out/results.json; returns the results."""
+def run_all(out, quick=False, workers=2, only=None, tuned=None, weights=None):
+    """Run the experiments (all, or the keys in `only`), write out/results.json; returns the results.
+
+    tuned: the tuned learning rates (default: the shipped ones); weights: folder of the learned
+    optimizers' weights (default: the shipped ones, metalstm_np/pretrained/).
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ctx = Context(out=out, quick=quick, tuned=load_tuned(tuned), workers=workers)
+    if weights:
+        ctx.weights = Path(weights)
     results = {"quick": quick, "seconds": {}}
     for key, module in EXPERIMENTS.items():
         if only and key not in only:
@@ -43,14 +49,17 @@ def _fmt(mean, std=None):
 
 def results_table(results):
     """The README's results table (Markdown), generated from results.json."""
-    rows = ["| experiment | method | tuned lr | loss @100 | loss @200 | test loss | test accuracy |",
-            "| --- | --- | --- | --- | --- | --- | --- |"]
-    for key in sorted(k for k in results if k[:1] == "E"):
+    experiments = sorted(k for k in results if k[:1] == "E")
+    steps = sorted({int(k.split("@")[1]) for e in experiments for s in results[e]["methods"].values()
+                    for k in s if k.startswith("loss_mean@")})
+    rows = ["| experiment | method | tuned lr | " + " | ".join(f"loss @{t}" for t in steps)
+            + " | test loss | test accuracy |", "| --- " * (5 + len(steps)) + "|"]
+    for key in experiments:
         block = results[key]
         for method, s in block["methods"].items():
             lr = block["tuned_lr"].get(method)
             cells = [key, method, f"{lr:.3g}" if lr else "learned"]
-            for t in (100, 200):
+            for t in steps:
                 cells.append(_fmt(s[f"loss_mean@{t}"], s[f"loss_std@{t}"]) if f"loss_mean@{t}" in s else "")
             cells.append(_fmt(s["test_loss_mean"], s["test_loss_std"]) if "test_loss_mean" in s else "")
             cells.append(_fmt(s["test_accuracy_mean"], s["test_accuracy_std"])
@@ -58,7 +67,7 @@ def results_table(results):
             rows.append("| " + " | ".join(cells) + " |")
     rows += ["", "| experiment | learned optimizer | step | best tuned baseline | loss ratio (learned / best) |",
              "| --- | --- | --- | --- | --- |"]
-    for key in sorted(k for k in results if k[:1] == "E"):
+    for key in experiments:
         for method, at in results[key]["ratio_to_best_baseline"].items():
             for step, r in at.items():
                 rows.append(f"| {key} | {method} | {step[1:]} | {r['best_baseline']} | {r['ratio']:.3f} |")

@@ -18,7 +18,7 @@ from ..learners import MLP, Quadratic, mnist_split
 from ..serialization import load_phi, make_optimizer
 
 __all__ = ["EVAL_SEED", "TUNE_SEED", "BASELINES", "SETTINGS", "Setting", "Context", "pretrained_path",
-           "load_tuned", "summarize", "plot_curves", "compare"]
+           "load_tuned", "summarize", "plot_curves", "compare", "save_figure"]
 
 EVAL_SEED = 1000
 TUNE_SEED = 2000
@@ -87,12 +87,13 @@ class Context:
     quick: bool = False
     tuned: dict = field(default_factory=dict)
     workers: int = 2
+    weights: Path = PRETRAINED    # folder of the learned optimizers' .npz files
     cache: dict = field(default_factory=dict)
 
     def protocol(self, setting):
         """(steps, runs) for a setting: the full protocol, or a short one with --quick."""
         if self.quick:
-            return min(setting.steps, 40), 3
+            return min(setting.steps, 20), 3
         return setting.steps, setting.runs
 
     def methods(self, setting, learned):
@@ -103,7 +104,7 @@ class Context:
             opt = make_optimizer(name)
             methods.append((name, name, {}, {**opt.init_phi(), "lr": self.tuned[setting.key][name]}))
         for label, filename in learned.items():
-            optimizer, phi, _ = load_phi(pretrained_path(filename))
+            optimizer, phi, _ = load_phi(Path(self.weights) / filename)
             methods.append((label, optimizer.name, optimizer.config, phi))
         return methods
 
@@ -183,3 +184,16 @@ def compare(ctx, setting, learned, at_steps=(100, 200)):
                 "best_baseline": best,
                 "ratio": summaries[label][f"loss_mean@{t}"] / summaries[best][f"loss_mean@{t}"]}
     return curves, results
+
+
+def save_figure(path, panels):
+    """One row of loss-curve panels, [(curves, title)], saved as a PNG at `path`."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    for ax, (curves, title) in zip(axes[0], panels):
+        plot_curves(ax, curves, title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -3,9 +3,7 @@ r"""E1 — quadratics (Andrychowicz et al. 2016, Fig. 2, left).
 The LSTM optimizer trained on 10-d quadratics f(θ) = ||Wθ − y||², evaluated on 100 fresh functions
 for 100 steps against SGD, NAG, RMSprop and Adam with tuned learning rates.
 """
-import matplotlib.pyplot as plt
-
-from .common import SETTINGS, compare, plot_curves
+from .common import SETTINGS, compare, save_figure
 
 LEARNED = {"LSTM (l2l)": "l2l_quadratic.npz"}
 
@@ -13,9 +11,5 @@ LEARNED = {"LSTM (l2l)": "l2l_quadratic.npz"}
 def run(ctx):
     setting = SETTINGS["quadratic"]
     curves, results = compare(ctx, setting, LEARNED, at_steps=(100,))
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    plot_curves(ax, curves, f"{setting.title}: {results['runs']} functions")
-    fig.tight_layout()
-    fig.savefig(ctx.out / "e1_quadratic.png", dpi=120)
-    plt.close(fig)
+    save_figure(ctx.out / "e1_quadratic.png", [(curves, f"{setting.title}: {results['runs']} functions")])
     return {"E1_quadratic": results}

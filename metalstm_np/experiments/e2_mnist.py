@@ -5,9 +5,7 @@ The LSTM optimizer trained on an MLP with one hidden layer of 20 sigmoid units (
 as in the paper — against the tuned baselines: training-minibatch loss per step, and test-set loss
 and accuracy of θ_200.
 """
-import matplotlib.pyplot as plt
-
-from .common import SETTINGS, compare, plot_curves
+from .common import SETTINGS, compare, save_figure
 
 LEARNED = {"LSTM (l2l)": "l2l_mnist.npz"}
 
@@ -15,9 +13,5 @@ LEARNED = {"LSTM (l2l)": "l2l_mnist.npz"}
 def run(ctx):
     setting = SETTINGS["mnist"]
     curves, results = compare(ctx, setting, LEARNED)
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    plot_curves(ax, curves, f"{setting.title}: {results['runs']} runs")
-    fig.tight_layout()
-    fig.savefig(ctx.out / "e2_mnist.png", dpi=120)
-    plt.close(fig)
+    save_figure(ctx.out / "e2_mnist.png", [(curves, f"{setting.title}: {results['runs']} runs")])
     return {"E2_mnist": results}

@@ -2,9 +2,7 @@ r"""E4 — why the second LSTM layer: a one-layer LSTM optimizer trained exactly
 task family, horizon, truncation, meta-learning rate and number of trajectories), against the
 two-layer one and the tuned baselines on the E2 protocol.
 """
-import matplotlib.pyplot as plt
-
-from .common import SETTINGS, compare, plot_curves
+from .common import SETTINGS, compare, save_figure
 from .e2_mnist import LEARNED
 
 LEARNED_BOTH = {**LEARNED, "LSTM, one layer": "l2l1_mnist.npz"}
@@ -13,9 +11,5 @@ LEARNED_BOTH = {**LEARNED, "LSTM, one layer": "l2l1_mnist.npz"}
 def run(ctx):
     setting = SETTINGS["mnist"]
     curves, results = compare(ctx, setting, LEARNED_BOTH)
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    plot_curves(ax, curves, f"{setting.title}: one vs two LSTM layers")
-    fig.tight_layout()
-    fig.savefig(ctx.out / "e4_one_layer.png", dpi=120)
-    plt.close(fig)
+    save_figure(ctx.out / "e4_one_layer.png", [(curves, f"{setting.title}: one vs two LSTM layers")])
     return {"E4_one_layer": results}
