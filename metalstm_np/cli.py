@@ -3,6 +3,7 @@ r"""The `metalstm` command (also `python -m metalstm_np`).
     metalstm demo       SGD and gradient descent written as an LSTM, side by side on an MNIST MLP
     metalstm evaluate   one optimizer on fresh tasks: per-step mean losses and the final loss
     metalstm train      meta-train a learned optimizer (checkpoints, --resume, early stopping)
+    metalstm fewshot train   meta-train for few-shot learning on rotated MNIST (Ravi & Larochelle)
     metalstm tune       tune the baselines' learning rates for every experiment's task family
     metalstm figures    regenerate every figure and figures/results.json from the shipped weights
 
@@ -20,7 +21,7 @@ import numpy
 from .data import IDXError
 from .evaluation import run_on_tasks
 from .learners import ACTIVATIONS, MLP, Quadratic
-from .meta_train import Diverged, TrainConfig, meta_train
+from .meta_train import Diverged, TrainConfig, load_checkpoint, meta_train
 from .serialization import OPTIMIZERS, WeightsError, load_phi, make_optimizer
 
 __all__ = ["main"]
@@ -138,16 +139,16 @@ def _sizes(text):
     return sizes
 
 
-def cmd_train(args):
-    config = TrainConfig(trajectories=args.trajectories, horizon=args.horizon, unroll=args.unroll,
-                         meta_lr=args.meta_lr, clip=args.clip, meta_loss=args.meta_loss,
-                         validate_every=args.validate_every, validation_tasks=args.validation_tasks,
-                         seed=args.seed)
-    if args.optimizer == "l2l":
-        optimizer = make_optimizer("l2l", hidden=args.lstm_hidden, p=args.p,
-                                   output_scale=args.output_scale, dtype=args.dtype)
-    else:
-        optimizer = make_optimizer("metalstm", hidden=args.lstm_hidden[0], p=args.p, dtype=args.dtype)
+def _train_config(args, **overrides):
+    """The TrainConfig from the flags; `overrides` set the fields a subcommand has no flag for."""
+    names = ("trajectories", "horizon", "unroll", "meta_lr", "clip", "meta_loss", "validate_every",
+             "validation_tasks", "seed")
+    return TrainConfig(**{name: overrides[name] if name in overrides else getattr(args, name)
+                          for name in names})
+
+
+def run_training(args, optimizer, family, validation, config, **meta_train_options):
+    """meta_train into --out with a progress bar and a log; refuses to overwrite a checkpoint."""
     out = Path(args.out)
     checkpoint = out / "checkpoint.npz"
     if checkpoint.exists() and not args.resume:
@@ -172,22 +173,52 @@ def cmd_train(args):
         log.write(line + "\n")
         log.flush()
 
-    family = family_from_args(args, split="train")
-    validation = family_from_args(args, split="validation")
     try:
-        start = 0
         if args.resume:
-            from .meta_train import load_checkpoint
-            start = load_checkpoint(checkpoint)[2]["trajectory"]
-            bar.update(start)
+            bar.update(load_checkpoint(checkpoint)[2]["trajectory"])
         meta_train(optimizer, family, validation, config, checkpoint, resume=args.resume,
-                   callback=report, best_path=out / "best.npz")
+                   callback=report, best_path=out / "best.npz", **meta_train_options)
     except Diverged as e:
         raise UsageError(str(e)) from None
     finally:
         bar.close()
         log.close()
     print(f"best φ: {out / 'best.npz'}; checkpoint: {checkpoint}; log: {out / 'log.txt'}")
+
+
+def cmd_train(args):
+    if args.optimizer == "l2l":
+        optimizer = make_optimizer("l2l", hidden=args.lstm_hidden, p=args.p,
+                                   output_scale=args.output_scale, dtype=args.dtype)
+    else:
+        optimizer = make_optimizer("metalstm", hidden=args.lstm_hidden[0], p=args.p, dtype=args.dtype)
+    run_training(args, optimizer, family_from_args(args, split="train"),
+                 family_from_args(args, split="validation"), _train_config(args))
+
+
+def cmd_fewshot_train(args):
+    """Ravi & Larochelle's setting: T steps on the support set, meta-loss on the query set at θ^T,
+    learned θ^0, early stopping on meta-validation accuracy."""
+    from . import fewshot
+    steps = args.steps or (12 if args.shots == 1 else 8)
+    family = fewshot.Episodes(n_way=args.ways, k_shot=args.shots, split="train")
+    validation = fewshot.Episodes(n_way=args.ways, k_shot=args.shots, split="validation")
+    config = _train_config(args, horizon=steps, unroll=steps, meta_loss="heldout")
+    learn = not args.fixed_theta0
+    init_rng = numpy.random.default_rng([args.seed, 0])
+    if args.optimizer == "metalstm":
+        optimizer = make_optimizer("metalstm", hidden=args.lstm_hidden[0], p=args.p, dtype=args.dtype,
+                                   learn_theta0=learn, n_params=family.n_params if learn else None)
+        phi = fewshot.init_phi_with_step(optimizer, init_rng, args.eta) if args.eta else None
+        frozen = ()
+    else:                        # gradient descent as an LSTM: only θ^0 is learned (first-order MAML)
+        if not learn:
+            raise UsageError("--optimizer gd_lstm learns nothing but θ^0: drop --fixed-theta0")
+        optimizer = make_optimizer("gd_lstm", z_f=1.0, z_i=args.eta or 0.1, learn_theta0=True,
+                                   n_params=family.n_params)
+        phi, frozen = optimizer.init_phi(init_rng), ("z_f", "z_i")
+    run_training(args, optimizer, family, validation, config, phi=phi, frozen=frozen,
+                 score=fewshot.validation_error)
 
 
 def _tune_job(job):
@@ -239,6 +270,20 @@ def cmd_figures(args):
         print(f"updated the results table in {args.readme}")
 
 
+def add_training_arguments(parser, defaults):
+    """The meta-training flags shared by `train` and `fewshot train`; `defaults` is a TrainConfig."""
+    parser.add_argument("--p", type=_positive_float, default=10.0, help="preprocessing exponent p (10)")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--trajectories", type=_positive_int, default=defaults.trajectories)
+    parser.add_argument("--meta-lr", type=_positive_float, default=defaults.meta_lr)
+    parser.add_argument("--clip", type=_positive_float, default=defaults.clip)
+    parser.add_argument("--validate-every", type=_positive_int, default=defaults.validate_every)
+    parser.add_argument("--validation-tasks", type=_positive_int, default=defaults.validation_tasks)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--out", required=True, help="folder for checkpoint.npz, best.npz, log.txt")
+    parser.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
+
+
 def build_parser():
     parser = _Parser(prog="metalstm", description="Gradient descent as an LSTM: learned optimizers.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -266,22 +311,28 @@ def build_parser():
     tr.add_argument("--optimizer", choices=["l2l", "metalstm"], default="l2l")
     tr.add_argument("--lstm-hidden", type=_sizes, default=(20, 20),
                     help="LSTM layer sizes, e.g. 20,20 (l2l) or 20 (metalstm: its first layer)")
-    tr.add_argument("--p", type=_positive_float, default=10.0, help="preprocessing exponent p (10)")
     tr.add_argument("--output-scale", type=_positive_float, default=0.1, help="l2l output scale (0.1)")
-    tr.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    defaults = TrainConfig()
-    tr.add_argument("--trajectories", type=_positive_int, default=defaults.trajectories)
-    tr.add_argument("--horizon", type=_positive_int, default=defaults.horizon)
-    tr.add_argument("--unroll", type=_positive_int, default=defaults.unroll)
-    tr.add_argument("--meta-lr", type=_positive_float, default=defaults.meta_lr)
-    tr.add_argument("--clip", type=_positive_float, default=defaults.clip)
-    tr.add_argument("--meta-loss", choices=["sum", "heldout"], default=defaults.meta_loss)
-    tr.add_argument("--validate-every", type=_positive_int, default=defaults.validate_every)
-    tr.add_argument("--validation-tasks", type=_positive_int, default=defaults.validation_tasks)
-    tr.add_argument("--seed", type=int, default=defaults.seed)
-    tr.add_argument("--out", required=True, help="folder for checkpoint.npz, best.npz, log.txt")
-    tr.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
+    add_training_arguments(tr, TrainConfig())
+    tr.add_argument("--horizon", type=_positive_int, default=TrainConfig().horizon)
+    tr.add_argument("--unroll", type=_positive_int, default=TrainConfig().unroll)
+    tr.add_argument("--meta-loss", choices=["sum", "heldout"], default=TrainConfig().meta_loss)
     tr.set_defaults(run=cmd_train)
+
+    fs = sub.add_parser("fewshot", help="few-shot learning on rotated MNIST (Ravi & Larochelle 2017)")
+    fs_sub = fs.add_subparsers(dest="fewshot_command", required=True, parser_class=_Parser)
+    ft = fs_sub.add_parser("train", help="meta-train the meta-LSTM (or learned θ^0 with fixed gates)")
+    ft.add_argument("--optimizer", choices=["metalstm", "gd_lstm"], default="metalstm")
+    ft.add_argument("--ways", type=_positive_int, default=5)
+    ft.add_argument("--shots", type=_positive_int, default=1)
+    ft.add_argument("--steps", type=_positive_int, default=None,
+                    help="T, updates on the support set (default 12 for 1-shot, 8 otherwise)")
+    ft.add_argument("--fixed-theta0", action="store_true", help="do not learn θ^0 (metalstm only)")
+    ft.add_argument("--eta", type=_positive_float, default=None,
+                    help="metalstm: start with z^i ≈ η (b^I = logit η); gd_lstm: the fixed z^i")
+    ft.add_argument("--lstm-hidden", type=_sizes, default=(20,), help="first-layer LSTM size (20)")
+    add_training_arguments(ft, TrainConfig(clip=0.25, validate_every=100, validation_tasks=50,
+                                           trajectories=3000))
+    ft.set_defaults(run=cmd_fewshot_train)
 
     tu = sub.add_parser("tune", help="tune the baselines' learning rates (written to a JSON file)")
     tu.add_argument("--settings", type=lambda text: text.split(","), default=None,

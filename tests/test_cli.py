@@ -115,3 +115,29 @@ def test_python_m_entry_point_prints_no_traceback():
                            "--weights", "missing.npz"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip() == "metalstm: error: missing.npz: no such weights file"
+
+
+def test_train_writes_log_checkpoint_and_refuses_to_overwrite(capsys, tmp_path):
+    argv = ["train", "--task", "quadratic", "--lstm-hidden", "4", "--dtype", "float64", "--trajectories", "2",
+            "--horizon", "4", "--unroll", "2", "--validate-every", "1", "--validation-tasks", "2",
+            "--out", str(tmp_path)]
+    assert main(argv) == 0
+    assert "meta-training: 100%" in capsys.readouterr().err           # the progress bar
+    log = (tmp_path / "log.txt").read_text().splitlines()
+    assert [line.split()[1] for line in log] == ["1", "2"] and all("validation" in line for line in log)
+    assert (tmp_path / "command.txt").read_text().startswith("metalstm ")
+    assert "exists: add --resume" in error_of(capsys, *argv)
+    assert main(argv + ["--resume"]) == 0                          # already complete: nothing to do
+    assert len((tmp_path / "log.txt").read_text().splitlines()) == 2
+
+
+def test_fewshot_train_runs_and_checks_its_flags(capsys, tmp_path):
+    base = ["fewshot", "train", "--trajectories", "2", "--validate-every", "1", "--validation-tasks", "2",
+            "--lstm-hidden", "4", "--dtype", "float64"]
+    assert main(base + ["--eta", "0.3", "--steps", "3", "--out", str(tmp_path / "a")]) == 0
+    assert len((tmp_path / "a" / "log.txt").read_text().splitlines()) == 2
+    assert main(base + ["--optimizer", "gd_lstm", "--eta", "0.3", "--out", str(tmp_path / "b")]) == 0
+    capsys.readouterr()
+    line = error_of(capsys, *base, "--optimizer", "gd_lstm", "--fixed-theta0", "--out", str(tmp_path / "c"))
+    assert "learns nothing but θ^0" in line
+    assert "must be in (0, 1)" in error_of(capsys, *base, "--eta", "2", "--out", str(tmp_path / "d"))
