@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy
 
 from .data import IDXError
-from .evaluation import run_on_tasks
+from .evaluation import EVAL_SEED, TUNE_SEED, run_on_tasks
 from .learners import ACTIVATIONS, MLP, Quadratic
 from .meta_train import Diverged, TrainConfig, load_checkpoint, meta_train
 from .serialization import OPTIMIZERS, WeightsError, load_phi, make_optimizer
@@ -43,6 +43,16 @@ def _positive_int(text):
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _seed(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer seed, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer seed, got {text!r}")
     return value
 
 
@@ -97,8 +107,8 @@ def cmd_evaluate(args):
     losses, _, _ = run_on_tasks(optimizer, phi, family, args.steps, args.runs, args.seed)
     final = losses[:, -1]
     result = {"optimizer": args.optimizer, "task": args.task, "steps": args.steps, "runs": args.runs,
-              "seed": args.seed, "phi_hyperparameters": {k: float(v) for k, v in phi.items()
-                                                          if numpy.ndim(v) == 0 and not isinstance(v, dict)},
+              "seed": args.seed, "phi_hyperparameters": {} if optimizer.learned else {
+                  k: float(v) for k, v in phi.items() if numpy.ndim(v) == 0},
               "mean_loss_per_step": losses.mean(axis=0).tolist(),
               "final_loss_mean": float(final.mean()), "final_loss_std": float(final.std())}
     if args.json:
@@ -149,6 +159,11 @@ def _train_config(args, **overrides):
 
 def run_training(args, optimizer, family, validation, config, **meta_train_options):
     """meta_train into --out with a progress bar and a log; refuses to overwrite a checkpoint."""
+    if config.trajectories % config.validate_every:
+        raise UsageError(f"--trajectories {config.trajectories} is not a multiple of --validate-every "
+                         f"{config.validate_every}: the last trajectories would never be validated")
+    if config.seed in (EVAL_SEED, TUNE_SEED):
+        raise UsageError(f"--seed {config.seed} draws the evaluation or tuning tasks; train with another")
     out = Path(args.out)
     checkpoint = out / "checkpoint.npz"
     if checkpoint.exists() and not args.resume:
@@ -191,6 +206,9 @@ def cmd_train(args):
         optimizer = make_optimizer("l2l", hidden=args.lstm_hidden, p=args.p,
                                    output_scale=args.output_scale, dtype=args.dtype)
     else:
+        if len(args.lstm_hidden) != 1:
+            raise UsageError(f"--optimizer metalstm has one LSTM layer before the gates: --lstm-hidden "
+                             f"takes one size, got {','.join(map(str, args.lstm_hidden))}")
         optimizer = make_optimizer("metalstm", hidden=args.lstm_hidden[0], p=args.p, dtype=args.dtype)
     run_training(args, optimizer, family_from_args(args, split="train"),
                  family_from_args(args, split="validation"), _train_config(args))
@@ -200,6 +218,9 @@ def cmd_fewshot_train(args):
     """Ravi & Larochelle's setting: T steps on the support set, meta-loss on the query set at θ^T,
     learned θ^0, early stopping on meta-validation accuracy."""
     from . import fewshot
+    if len(args.lstm_hidden) != 1:
+        raise UsageError(f"--lstm-hidden takes one size (the meta-LSTM's first layer), got "
+                         f"{','.join(map(str, args.lstm_hidden))}")
     steps = args.steps or (12 if args.shots == 1 else 8)
     family = fewshot.Episodes(n_way=args.ways, k_shot=args.shots, split="train")
     validation = fewshot.Episodes(n_way=args.ways, k_shot=args.shots, split="validation")
@@ -260,6 +281,12 @@ def cmd_figures(args):
     unknown = [k for k in only if k not in EXPERIMENTS]
     if unknown:
         raise UsageError(f"unknown experiment(s) {unknown}; expected some of {list(EXPERIMENTS)}")
+    if args.readme:
+        if args.quick:
+            raise UsageError("--quick numbers (3 runs, 20 steps) do not go into the README: drop --readme")
+        text = Path(args.readme).read_text() if Path(args.readme).is_file() else ""
+        if "<!-- results:start -->" not in text or "<!-- results:end -->" not in text:
+            raise UsageError(f"{args.readme}: no <!-- results:start --> ... <!-- results:end --> markers")
     out = Path(args.out or ("figures/quick" if args.quick else "figures"))
     results = run_all(out, quick=args.quick, workers=args.workers, only=only, tuned=args.tuned,
                       weights=args.weights)
@@ -279,7 +306,7 @@ def add_training_arguments(parser, defaults):
     parser.add_argument("--clip", type=_positive_float, default=defaults.clip)
     parser.add_argument("--validate-every", type=_positive_int, default=defaults.validate_every)
     parser.add_argument("--validation-tasks", type=_positive_int, default=defaults.validation_tasks)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--seed", type=_seed, default=defaults.seed)
     parser.add_argument("--out", required=True, help="folder for checkpoint.npz, best.npz, log.txt")
     parser.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
 
@@ -291,7 +318,7 @@ def build_parser():
     demo = sub.add_parser("demo", help="SGD vs the LSTM with z^f = 1, z^i = η on an MNIST MLP")
     demo.add_argument("--lr", type=_positive_float, default=0.5)
     demo.add_argument("--steps", type=_positive_int, default=100)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=_seed, default=0)
     demo.set_defaults(run=cmd_demo)
 
     ev = sub.add_parser("evaluate", help="run one optimizer on fresh tasks and print its losses")
@@ -302,7 +329,8 @@ def build_parser():
     ev.add_argument("--weights", default=None, help="FILE.npz with φ of a learned optimizer")
     ev.add_argument("--steps", type=_positive_int, default=100)
     ev.add_argument("--runs", type=_positive_int, default=10)
-    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--seed", type=_seed, default=EVAL_SEED,
+                    help=f"evaluation tasks (default {EVAL_SEED}, which no training run uses)")
     ev.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     ev.set_defaults(run=cmd_evaluate)
 

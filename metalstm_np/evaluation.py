@@ -3,12 +3,16 @@ import numpy
 
 from .unroll import unroll
 
-__all__ = ["run_on_tasks", "task_rng"]
+__all__ = ["run_on_tasks", "task_rng", "EVAL_SEED", "TUNE_SEED"]
+
+EVAL_SEED = 1000     # the tasks every reported number is measured on
+TUNE_SEED = 2000     # the tasks the baselines' learning rates are tuned on (disjoint from EVAL_SEED's)
 
 
 def task_rng(seed, r):
     """The generator that draws task r of an evaluation with `seed`: the same task for any number
-    of runs, and no overlap between seeds."""
+    of runs. numpy pads seed lists with zeros, so [s, 1] and meta-training's [s, 1, 0] are the same
+    stream: evaluate with a seed no training run uses (the experiments use 1000, training 0)."""
     return numpy.random.default_rng([seed, r])
 
 

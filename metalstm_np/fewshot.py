@@ -1,5 +1,8 @@
 r"""Few-shot learning on rotated MNIST digits (Ravi & Larochelle 2017): episodes, baselines, gates.
 
+Ravi & Larochelle used Mini-ImageNet and a CNN learner; neither can be had here, so this is a
+stand-in built the way Omniglot is usually augmented: MNIST digits and their rotations, an MLP.
+
 Classes. A class is a (digit, rotation) pair, the image turned by k·90° (k = 0, 1, 2, 3, numpy's
 `rot90`, counter-clockwise): 40 classes, in three disjoint splits
 

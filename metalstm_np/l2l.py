@@ -2,7 +2,10 @@ r"""The coordinatewise LSTM optimizer of Andrychowicz et al. 2016.
 
 "Learning to learn by gradient descent by gradient descent", sec. 2 and 3.1:
 
-    θ_{t+1} = θ_t + g_t,    [g_t; h_{t+1}] = m(∇_t, h_t, φ)        (eq. 1 and 2)
+    θ_t = θ_{t−1} + g_t,    [g_t; h_t] = m(∇_t, h_{t−1}, φ)        (eq. 1 and 2)
+
+(the paper's θ_{t+1} = θ_t + g_t with ∇_t taken at θ_t; we shift t by one so that, as everywhere
+in this package, ∇_t is the gradient at θ_{t−1}).
 
 m is two LSTM layers of 20 units, shared by every coordinate (each coordinate keeps its own
 hidden states), fed the preprocessed gradient (preprocess.log_and_sign, p = 10) and followed by a
@@ -46,7 +49,7 @@ def l2l(hidden=(20, 20), p=10.0, output_scale=0.1, dtype="float64"):
         return {"theta": theta0, "h": list(h), "c": list(c)}
 
     def update(phi, state, grad, loss):
-        r"""θ_{t+1} = θ_t + g_t,  g_t = scale · (w_out · h_t^{(L)} + b_out)   (eq. 1)."""
+        r"""θ_t = θ_{t−1} + g_t,  g_t = scale · (w_out · h_t^{(L)} + b_out)   (eq. 1; h^{(L)}: top layer)."""
         x = log_and_sign(grad, p).astype(dtype)                     # (n, 2)
         hs, cs = [], []
         for k in range(len(hidden)):

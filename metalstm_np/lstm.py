@@ -63,6 +63,7 @@ def lstm_cell(params, x, h, c):
 
     z = tanh(W[x^t; h^{t-1}] + b), z^i, z^f, z^o = σ(W^{i,f,o}[x^t; h^{t-1}] + b^{i,f,o}),
     c^t = z^f ⊙ c^{t-1} + z^i ⊙ z,  h^t = z^o ⊙ tanh(c^t).
+    (Hochreiter & Schmidhuber 1997, with the forget gate of Gers et al. 2000.)
     """
     xh = np.concatenate([x, h], axis=1)                    # (n, D + H)
     z = tanh(xh @ params["W"] + params["b"])               # (n, H)

@@ -109,6 +109,8 @@ def gradient_descent_lstm(z_f=1.0, z_i=0.1, learn_theta0=False, n_params=None):
     def init_phi(rng=None):
         phi = {"z_f": z_f, "z_i": z_i}
         if learn_theta0:
+            if rng is None:
+                raise ValueError("learn_theta0=True: init_phi needs an rng to draw c_0")
             phi["c_0"] = 0.01 * rng.standard_normal(n_params)
         return phi
 

@@ -8,14 +8,15 @@ For trajectory i = 0, 1, ...:
         g ← g · min(1, clip / ||g||)                            global gradient-norm clipping
         φ ← Adam(φ, g)                                          (optimizers.adam, on the flat φ)
 Every `validate_every` trajectories (and before the first) φ is scored on fixed meta-validation
-tasks (the meta-loss over the whole horizon, no truncation) and the best φ so far is kept: the
-paper's early stopping. Make `trajectories` a multiple of `validate_every`, or the last ones are
+tasks (the meta-loss over the whole horizon, no truncation) and the best φ so far is kept: early
+stopping on a validation set, as in Andrychowicz et al. 2016 (sec. 3) and Ravi & Larochelle 2017. Make `trajectories` a multiple of `validate_every`, or the last ones are
 never validated.
 
 Everything random is a function of (seed, trajectory index): trajectory i's task is drawn from
 numpy.random.default_rng([seed, 1, i]) and validation task j from default_rng([seed, 2, j]). The
 "RNG state" is therefore the trajectory counter, and a run resumed from its checkpoint replays
-exactly what an uninterrupted run would have done: the same φ, bit for bit.
+exactly what an uninterrupted run would have done: the same φ, bit for bit (on the same machine,
+BLAS build and thread count; floating-point sums are not associative).
 
 A checkpoint (written atomically after every trajectory) holds φ, the Adam state, the best φ and
 its validation score, the trajectory counter, the history of meta-losses and validation scores, and
@@ -59,6 +60,9 @@ class TrainConfig:
             raise ValueError(f"meta_lr ({self.meta_lr}) and clip ({self.clip}) must be positive")
         if self.meta_loss not in ("sum", "heldout"):
             raise ValueError(f"unknown meta-loss {self.meta_loss!r}; expected 'sum' or 'heldout'")
+        if self.meta_loss == "heldout" and self.horizon != self.unroll:
+            raise ValueError(f"the held-out meta-loss is taken at θ_T once per trajectory: horizon "
+                             f"({self.horizon}) must equal unroll ({self.unroll})")
 
 
 class Diverged(RuntimeError):
@@ -71,13 +75,14 @@ def validation_score(optimizer, phi, tasks, config):
                                        kind=config.meta_loss)[0] for task in tasks]))
 
 
-def _checkpoint_arrays(phi_adam, best, history, config, trajectory):
+def _checkpoint_arrays(phi_adam, best, history, config, trajectory, family):
     arrays = {f"adam/{k}": numpy.asarray(v) for k, v in phi_adam.items()}
     arrays.update({f"best/{k}": numpy.asarray(v) for k, v in best.items() if k != "phi"})
     arrays["best_phi"] = best["phi"]
     arrays.update({f"history/{k}": numpy.asarray(v, dtype=float) for k, v in history.items()})
     arrays["trajectory"] = numpy.asarray(trajectory)
     arrays["train_config"] = numpy.array(json.dumps(asdict(config)))
+    arrays["family"] = numpy.array(repr(family))
     return arrays
 
 
@@ -88,7 +93,8 @@ def load_checkpoint(path):
              "best": {k[5:]: extra[k] for k in extra if k.startswith("best/")},
              "history": {k[8:]: list(extra[k]) for k in extra if k.startswith("history/")},
              "trajectory": int(extra["trajectory"]),
-             "config": TrainConfig(**json.loads(str(extra["train_config"])))}
+             "config": TrainConfig(**json.loads(str(extra["train_config"]))),
+             "family": str(extra["family"]) if "family" in extra else None}
     state["best"]["phi"] = extra["best_phi"]
     state["adam"]["t"] = int(state["adam"]["t"])
     return optimizer, phi, state
@@ -116,6 +122,8 @@ def meta_train(optimizer, family, validation_family, config, checkpoint, resume=
         if optimizer_saved.name != optimizer.name or optimizer_saved.config != optimizer.config:
             raise ValueError(f"{checkpoint}: checkpoint is for {optimizer_saved.name} "
                              f"{optimizer_saved.config}, not {optimizer.name} {optimizer.config}")
+        if saved["family"] is not None and saved["family"] != repr(family):
+            raise ValueError(f"{checkpoint}: checkpoint was trained on {saved['family']}, not {family!r}")
         if replace(saved["config"], trajectories=config.trajectories) != config:  # may extend a run
             raise ValueError(f"{checkpoint}: checkpoint was made with {saved['config']}, not {config}")
         flat_phi, unflatten = flatten(phi)
@@ -166,7 +174,7 @@ def meta_train(optimizer, family, validation_family, config, checkpoint, resume=
                 if best_path:
                     save_phi(best_path, optimizer, unflatten(flat))
         save_phi(checkpoint, optimizer, unflatten(adam.params(adam_state)),
-                 extra=_checkpoint_arrays(adam_state, best, history, config, i + 1))
+                 extra=_checkpoint_arrays(adam_state, best, history, config, i + 1, family))
         if callback:
             callback({"trajectory": i + 1, "meta_loss": history["meta_loss"][-1],
                       "validation": validation, "best_validation": float(best["validation"]),

@@ -78,7 +78,8 @@ def _nag_update(phi, state, grad, loss):
     ϑ_t = ϑ_{t−1} + v_t: the gradient is taken at the look-ahead point θ_{t−1} = ϑ_{t−1} + μ v_{t−1}.
     Keeping θ (the point where the gradient is taken) as the state gives
         v_t = μ v_{t−1} − η ∇_t,   θ_t = θ_{t−1} + μ v_t − η ∇_t.
-    θ^0 = ϑ^0 since v^0 = 0.
+    θ^0 = ϑ^0 since v^0 = 0. params(state) is therefore the look-ahead point ϑ_t + μ v_t: the
+    losses and the final θ reported for NAG are taken there.
     """
     mu, eta = phi["momentum"], phi["lr"]
     v = mu * state["v"] - eta * grad

@@ -8,7 +8,7 @@ sign) pair:
 
 with p = 10 in the paper. Both features are continuous at |∇| = e^{-p}: there log|∇| / p = -1
 and e^p ∇ = sgn ∇. The official code (google-deepmind/learning-to-learn, `LogAndSign`) uses a
-clamped variant instead: (clip(log|∇| / p, -1, 1), clip(∇ e^p, -1, 1)) with p = 5; we follow the
+clamped variant instead: (max(log(|∇| + ε) / k, −1), clip(∇ e^k, −1, 1)) with k = 5; we follow the
 paper.
 """
 import autograd.numpy as np

@@ -41,4 +41,6 @@ def tune_lr(optimizer, family, steps, runs, seed, lo=-8, hi=0, limits=(-14, 4)):
             k_hi += 1
         else:
             break
+    if scores[best] == float("inf"):
+        raise ValueError(f"{optimizer.name}: every learning rate from 10^{k_lo / 2:g} to 10^{k_hi / 2:g} diverged")
     return 10.0 ** (best / 2), {10.0 ** (k / 2): scores[k] for k in sorted(scores)}

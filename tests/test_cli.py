@@ -141,3 +141,25 @@ def test_fewshot_train_runs_and_checks_its_flags(capsys, tmp_path):
     line = error_of(capsys, *base, "--optimizer", "gd_lstm", "--fixed-theta0", "--out", str(tmp_path / "c"))
     assert "learns nothing but θ^0" in line
     assert "must be in (0, 1)" in error_of(capsys, *base, "--eta", "2", "--out", str(tmp_path / "d"))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--seed", "1000"], "--seed 1000 draws the evaluation or tuning tasks"),
+    (["--seed", "-3"], "expected a non-negative integer seed, got '-3'"),
+    (["--trajectories", "5", "--validate-every", "2"], "--trajectories 5 is not a multiple of --validate-every 2"),
+    (["--optimizer", "metalstm", "--lstm-hidden", "20,20"], "--lstm-hidden takes one size, got 20,20"),
+    (["--horizon", "10", "--unroll", "3"], "horizon 10 is not a multiple of unroll 3"),
+    (["--meta-loss", "heldout"], "horizon (100) must equal unroll (20)"),
+])
+def test_train_rejects_bad_settings_before_training(capsys, tmp_path, extra, message):
+    line = error_of(capsys, "train", "--task", "quadratic", "--out", str(tmp_path / "run"), *extra)
+    assert message in line
+    assert not (tmp_path / "run" / "checkpoint.npz").exists()
+
+
+def test_figures_refuses_quick_numbers_in_the_readme_and_a_readme_without_markers(capsys, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("no markers here\n")
+    assert "do not go into the README" in error_of(capsys, "figures", "--quick", "--readme", str(readme))
+    assert "no <!-- results:start -->" in error_of(capsys, "figures", "--readme", str(readme), "--out", str(tmp_path))
+    assert readme.read_text() == "no markers here\n"

@@ -149,3 +149,15 @@ def test_custom_validation_score_picks_the_best(tmp_path):
     _, phi_final, state = load_checkpoint(tmp_path / "c.npz")
     assert state["best"]["trajectory"] == 6
     np.testing.assert_array_equal(flatten(best)[0], flatten(phi_final)[0])
+
+
+def test_resume_refuses_another_task_family(tmp_path):
+    from dataclasses import replace
+    meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), replace(TINY, trajectories=2), tmp_path / "c.npz")
+    with pytest.raises(ValueError, match=r"trained on Quadratic\(dim=3\), not Quadratic\(dim=4\)"):
+        meta_train(tiny_l2l(), Quadratic(4), Quadratic(4), TINY, tmp_path / "c.npz", resume=True)
+
+
+def test_heldout_meta_loss_needs_one_piece_per_trajectory():
+    with pytest.raises(ValueError, match=r"horizon \(6\) must equal unroll \(3\)"):
+        TrainConfig(horizon=6, unroll=3, meta_loss="heldout")

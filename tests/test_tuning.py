@@ -40,3 +40,8 @@ def test_diverging_learning_rates_score_inf():
     _, scores = tune_lr(sgd, Bowl(1000.0), steps=200, runs=1, seed=0)
     assert scores[1.0] == float("inf")
     assert min(scores.values()) < 1e-6
+
+
+def test_all_diverging_is_an_error_not_a_learning_rate():
+    with pytest.raises(ValueError, match="sgd: every learning rate from"):
+        tune_lr(sgd, Bowl(1e9), steps=50, runs=1, seed=0, lo=-2, hi=0, limits=(-2, 0))

@@ -13,15 +13,13 @@ from pathlib import Path
 
 import numpy
 
-from ..evaluation import run_on_tasks
+from ..evaluation import EVAL_SEED, TUNE_SEED, run_on_tasks
 from ..learners import MLP, Quadratic, mnist_split
 from ..serialization import load_phi, make_optimizer
 
 __all__ = ["EVAL_SEED", "TUNE_SEED", "BASELINES", "SETTINGS", "Setting", "Context", "pretrained_path",
            "load_tuned", "summarize", "plot_curves", "compare", "save_figure"]
 
-EVAL_SEED = 1000
-TUNE_SEED = 2000
 BASELINES = ("sgd", "nag", "rmsprop", "adam")
 PRETRAINED = Path(str(resources.files("metalstm_np") / "pretrained"))
 
@@ -147,9 +145,9 @@ def plot_curves(ax, curves, title, log=True):
     for label, losses in curves.items():
         with numpy.errstate(all="ignore"):
             mean = losses.mean(axis=0)
-            sem = losses.std(axis=0) / numpy.sqrt(losses.shape[0])
+            sem = losses.std(axis=0, ddof=1) / numpy.sqrt(losses.shape[0])
         steps = numpy.arange(losses.shape[1])
-        learned = not label in BASELINES
+        learned = label not in BASELINES
         line, = ax.plot(steps, mean, label=label, lw=2.2 if learned else 1.3,
                         ls="-" if learned else "--")
         ax.fill_between(steps, numpy.maximum(mean - sem, 1e-12), mean + sem, color=line.get_color(),
