@@ -4,6 +4,7 @@ r"""The `metalstm` command (also `python -m metalstm_np`).
     metalstm evaluate   one optimizer on fresh tasks: per-step mean losses and the final loss
     metalstm train      meta-train a learned optimizer (checkpoints, --resume, early stopping)
     metalstm fewshot train   meta-train for few-shot learning on rotated MNIST (Ravi & Larochelle)
+    metalstm fewshot evaluate   E5 alone: every few-shot method's accuracy, the gate figure
     metalstm tune       tune the baselines' learning rates for every experiment's task family
     metalstm figures    regenerate every figure and figures/results.json from the shipped weights
 
@@ -242,6 +243,29 @@ def cmd_fewshot_train(args):
                  score=fewshot.validation_error)
 
 
+def cmd_fewshot_evaluate(args):
+    """E5 alone (experiments/e5_fewshot.py): the accuracy table, the gate figure and
+    DIR/fewshot_results.json; a learned method whose weights file is absent is reported missing."""
+    import time
+
+    from .experiments import e5_fewshot
+    from .experiments.common import PRETRAINED, Context
+    weights = Path(args.weights) if args.weights else PRETRAINED
+    if not weights.is_dir():
+        raise UsageError(f"--weights {weights}: no such folder")
+    out = Path(args.out or ("figures/quick" if args.quick else "figures"))
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    results = {"quick": args.quick, **e5_fewshot.run(Context(out=out, quick=args.quick, workers=1,
+                                                             weights=weights))}
+    results["seconds"] = {"e5": round(time.perf_counter() - start, 1)}
+    (out / "fewshot_results.json").write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    print(e5_fewshot.fewshot_table(results))
+    figure = results[e5_fewshot.KEY]["figure"]
+    print(f"{out / 'fewshot_results.json'}" + (f" and {out / figure}" if figure else " (no gate figure: "
+          "no meta-LSTM weights)") + f" ({results['seconds']['e5']:.0f} s)")
+
+
 def _tune_job(job):
     from .experiments.common import SETTINGS, TUNE_SEED
     from .tuning import tune_lr
@@ -361,6 +385,11 @@ def build_parser():
     add_training_arguments(ft, TrainConfig(clip=0.25, validate_every=100, validation_tasks=50,
                                            trajectories=3000))
     ft.set_defaults(run=cmd_fewshot_train)
+    fe = fs_sub.add_parser("evaluate", help="E5: every few-shot method on meta-test episodes, gate figure")
+    fe.add_argument("--quick", action="store_true", help="20 episodes, short tuning: a smoke test")
+    fe.add_argument("--out", default=None, help="output folder (figures/, or figures/quick/ with --quick)")
+    fe.add_argument("--weights", default=None, help="folder of the weights files (default: the shipped ones)")
+    fe.set_defaults(run=cmd_fewshot_evaluate)
 
     tu = sub.add_parser("tune", help="tune the baselines' learning rates (written to a JSON file)")
     tu.add_argument("--settings", type=lambda text: text.split(","), default=None,

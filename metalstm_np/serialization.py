@@ -70,6 +70,7 @@ def atomic_write(path, write):
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)                      # mkstemp's 0600 would make shipped files private
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

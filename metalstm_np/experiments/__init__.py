@@ -4,6 +4,7 @@ r"""The experiments, one module each; `run_all` runs them and writes figures/res
     e2_mnist           Andrychowicz et al. Fig. 4: MNIST, 20 sigmoid units
     e3_generalization  Andrychowicz et al. Fig. 5: 40 units, 2 layers, ReLU
     e4_one_layer       one LSTM layer against two
+    e5_fewshot         Ravi & Larochelle: few-shot episodes on rotated MNIST, and the gate figure
 
 Every number in the README's results table comes from results.json (see `results_table`).
 """
@@ -11,12 +12,13 @@ import json
 import time
 from pathlib import Path
 
-from . import e1_quadratic, e2_mnist, e3_generalization, e4_one_layer
+from . import e1_quadratic, e2_mnist, e3_generalization, e4_one_layer, e5_fewshot
 from .common import Context, load_tuned
 
 __all__ = ["EXPERIMENTS", "run_all", "results_table", "update_readme"]
 
-EXPERIMENTS = {"e1": e1_quadratic, "e2": e2_mnist, "e3": e3_generalization, "e4": e4_one_layer}
+EXPERIMENTS = {"e1": e1_quadratic, "e2": e2_mnist, "e3": e3_generalization, "e4": e4_one_layer,
+               "e5": e5_fewshot}
 
 
 def run_all(out, quick=False, workers=2, only=None, tuned=None, weights=None):
@@ -49,7 +51,7 @@ def _fmt(mean, std=None):
 
 def results_table(results):
     """The README's results table (Markdown), generated from results.json."""
-    experiments = sorted(k for k in results if k[:1] == "E")
+    experiments = sorted(k for k in results if k[:1] == "E" and "methods" in results[k])  # E1–E4
     steps = sorted({int(k.split("@")[1]) for e in experiments for s in results[e]["methods"].values()
                     for k in s if k.startswith("loss_mean@")})
     rows = ["| experiment | method | tuned lr | " + " | ".join(f"loss @{t}" for t in steps)
@@ -71,7 +73,8 @@ def results_table(results):
         for method, at in results[key]["ratio_to_best_baseline"].items():
             for step, r in at.items():
                 rows.append(f"| {key} | {method} | {step[1:]} | {r['best_baseline']} | {r['ratio']:.3f} |")
-    return "\n".join(rows) + "\n"
+    fewshot = e5_fewshot.fewshot_table(results)
+    return "\n".join(rows) + "\n" + (f"\n{fewshot}" if fewshot else "")
 
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
