@@ -1,0 +1,61 @@
+"""`metalstm figures --quick` on the shipped weights: every figure and number is produced, and
+results.json, the README table and the figures agree with each other."""
+import json
+
+import numpy as np
+import pytest
+
+from metalstm_np.cli import main
+from metalstm_np.experiments import results_table, update_readme
+from metalstm_np.experiments.common import BASELINES, load_tuned
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("figures")
+    assert main(["figures", "--quick", "--out", str(out)]) == 0
+    return out, json.loads((out / "results.json").read_text())
+
+
+def test_every_experiment_writes_its_figure(quick):
+    out, results = quick
+    for name in ("e1_quadratic", "e2_mnist", "e3_generalization", "e4_one_layer"):
+        png = (out / f"{name}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    assert set(k for k in results if k.startswith("E")) == {
+        "E1_quadratic", "E2_mnist", "E3_mnist_40", "E3_mnist_2layers", "E3_mnist_relu", "E4_one_layer",
+        "E5_fewshot"}
+
+
+def test_results_use_the_tuned_learning_rates_and_the_same_protocol(quick):
+    _, results = quick
+    tuned = load_tuned()
+    for key, block in results.items():
+        if not key.startswith("E") or key == "E5_fewshot":
+            continue
+        setting = "quadratic" if key == "E1_quadratic" else key.replace("E3_", "").replace("E2_", "").replace(
+            "E4_one_layer", "mnist")
+        assert block["tuned_lr"] == tuned[setting]
+        assert block["runs"] == 3 and block["steps"] == 20 and block["eval_seed"] != block["tune_seed"]
+        for method, summary in block["methods"].items():
+            assert np.isfinite(summary["loss_mean@20"]) or method in BASELINES
+
+
+def test_ratios_and_table_come_from_the_same_numbers(quick, tmp_path):
+    _, results = quick
+    for key, block in results.items():
+        if not key.startswith("E") or key == "E5_fewshot":
+            continue
+        for label, at in block["ratio_to_best_baseline"].items():
+            r = at["@20"]
+            means = {b: block["methods"][b]["loss_mean@20"] for b in BASELINES}
+            assert r["best_baseline"] == min(means, key=means.get)
+            assert r["ratio"] == pytest.approx(block["methods"][label]["loss_mean@20"] / means[r["best_baseline"]])
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- results:start -->\nold\n<!-- results:end -->\noutro\n")
+    update_readme(readme, results)
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
+    assert results_table(results) in text
+    ratio = results["E2_mnist"]["ratio_to_best_baseline"]["LSTM (l2l)"]["@20"]["ratio"]
+    assert f"{ratio:.3f}" in text
