@@ -303,7 +303,7 @@ def cmd_figures(args):
     results = run_all(out, quick=args.quick, workers=args.workers, only=only, tuned=args.tuned,
                       weights=args.weights)
     print(results_table(results))
-    print(f"figures and results.json in {out}/ ({sum(results['seconds'].values()):.0f} s)")
+    print(f"figures and results.json in {out}/ ({results['seconds']:.0f} s)")
     if args.readme:
         update_readme(args.readme, results)
         print(f"updated the results table in {args.readme}")

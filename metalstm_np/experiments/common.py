@@ -106,16 +106,25 @@ class Context:
             methods.append((label, optimizer.name, optimizer.config, phi))
         return methods
 
-    def evaluate(self, requests):
+    def evaluate(self, requests, pool=None):
         """requests: [(setting, [(label, name, config, φ)])] -> {(setting key, label): result}.
-        Runs what is not cached yet, in parallel."""
+        Runs what is not cached yet, in parallel (in `pool`, if given), longest jobs first."""
         todo = [(setting, method) for setting, methods in requests for method in methods
                 if (setting.key, method[0]) not in self.cache]
+
+        def cost(item):                       # coordinates × steps × runs, learned ones ~50× dearer
+            setting, (label, name, config, phi) = item
+            n = setting.family.n_params if isinstance(setting.family, MLP) else setting.family.dim
+            return n * setting.steps * setting.runs * (50 if config else 1)
+
+        todo.sort(key=cost, reverse=True)
         jobs = [(setting.family, name, config, phi, *self.protocol(setting), EVAL_SEED)
                 for setting, (label, name, config, phi) in todo]
-        if self.workers > 1 and len(jobs) > 1:
-            with ProcessPoolExecutor(self.workers) as pool:
-                results = list(pool.map(_run_job, jobs))
+        if pool is not None:
+            results = list(pool.map(_run_job, jobs))
+        elif self.workers > 1 and len(jobs) > 1:
+            with ProcessPoolExecutor(self.workers) as new_pool:
+                results = list(new_pool.map(_run_job, jobs))
         else:
             results = [_run_job(job) for job in jobs]
         for (setting, method), result in zip(todo, results):

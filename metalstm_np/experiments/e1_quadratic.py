@@ -8,6 +8,11 @@ from .common import SETTINGS, compare, save_figure
 LEARNED = {"LSTM (l2l)": "l2l_quadratic.npz"}
 
 
+def requests(ctx):
+    """What run() evaluates, so that run_all can evaluate every experiment's runs in one pool."""
+    return [(SETTINGS["quadratic"], ctx.methods(SETTINGS["quadratic"], LEARNED))]
+
+
 def run(ctx):
     setting = SETTINGS["quadratic"]
     curves, results = compare(ctx, setting, LEARNED, at_steps=(100,))

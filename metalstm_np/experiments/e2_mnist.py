@@ -10,6 +10,11 @@ from .common import SETTINGS, compare, save_figure
 LEARNED = {"LSTM (l2l)": "l2l_mnist.npz"}
 
 
+def requests(ctx):
+    """What run() evaluates, so that run_all can evaluate every experiment's runs in one pool."""
+    return [(SETTINGS["mnist"], ctx.methods(SETTINGS["mnist"], LEARNED))]
+
+
 def run(ctx):
     setting = SETTINGS["mnist"]
     curves, results = compare(ctx, setting, LEARNED)

@@ -10,8 +10,13 @@ from .e2_mnist import LEARNED
 KEYS = ("mnist_40", "mnist_2layers", "mnist_relu")
 
 
+def requests(ctx):
+    """What run() evaluates, so that run_all can evaluate every experiment's runs in one pool."""
+    return [(SETTINGS[key], ctx.methods(SETTINGS[key], LEARNED)) for key in KEYS]
+
+
 def run(ctx):
-    ctx.evaluate([(SETTINGS[key], ctx.methods(SETTINGS[key], LEARNED)) for key in KEYS])   # in parallel
+    ctx.evaluate(requests(ctx))                                    # all three settings in parallel
     results, panels = {}, []
     for key in KEYS:
         curves, results[f"E3_{key}"] = compare(ctx, SETTINGS[key], LEARNED)

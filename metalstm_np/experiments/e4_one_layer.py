@@ -8,6 +8,11 @@ from .e2_mnist import LEARNED
 LEARNED_BOTH = {**LEARNED, "LSTM, one layer": "l2l1_mnist.npz"}
 
 
+def requests(ctx):
+    """What run() evaluates, so that run_all can evaluate every experiment's runs in one pool."""
+    return [(SETTINGS["mnist"], ctx.methods(SETTINGS["mnist"], LEARNED_BOTH))]
+
+
 def run(ctx):
     setting = SETTINGS["mnist"]
     curves, results = compare(ctx, setting, LEARNED_BOTH)
