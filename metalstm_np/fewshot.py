@@ -41,7 +41,8 @@ from autograd import value_and_grad
 
 from .data import load_mnist
 from .evaluation import task_rng
-from .learners import ACTIVATIONS, SPLITS, Task, mlp_logits, mlp_shapes, softmax_cross_entropy
+from .learners import (ACTIVATIONS, SPLITS, Task, mlp_logits, mlp_shapes, n_params,
+                       softmax_cross_entropy)
 from .optimizers import adam
 from .unroll import loss_and_grad, unroll
 
@@ -146,7 +147,7 @@ class Episodes:
 
     @property
     def n_params(self):
-        return sum(w[0] * w[1] + b[0] for w, b in self.shapes)
+        return n_params(self.shapes)
 
     def sample(self, rng):
         N, K, Q = self.n_way, self.k_shot, self.query
@@ -238,7 +239,7 @@ def pretrain_classifier(rng, classes, steps, hidden=(32,), activation="relu", ba
     _positive_int("steps", steps)
     _positive_int("batch", batch)
     shapes = mlp_shapes(784, tuple(hidden), len(classes))
-    sizes = [w[0] * w[1] + b[0] for w, b in shapes]
+    sizes = [n_params([layer]) for layer in shapes]
     n_hidden = sum(sizes[:-1])
     source, pools = _pools(images)
     digits = numpy.array([d for d, _ in classes])
@@ -265,7 +266,7 @@ def pretrain_classifier(rng, classes, steps, hidden=(32,), activation="relu", ba
 def pretrained_theta0(features, episode):
     r"""θ^0 for Baseline-finetune: the pre-trained hidden layers followed by the episode's own
     output layer (its fresh N(0, 0.01²) draw, the same as every random-θ^0 method starts from)."""
-    n_out = sum(w[0] * w[1] + b[0] for w, b in episode.shapes[-1:])
+    n_out = n_params(episode.shapes[-1:])
     if len(features) + n_out != len(episode.theta0):
         raise ValueError(f"{len(features)} pre-trained hidden parameters do not fit the episode's learner "
                          f"with {len(episode.theta0)} parameters ({n_out} in its output layer)")

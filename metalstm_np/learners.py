@@ -23,7 +23,7 @@ from autograd.scipy.special import expit, logsumexp
 
 from .data import load_mnist
 
-__all__ = ["Task", "Quadratic", "MLP", "ACTIVATIONS", "mlp_shapes", "unflatten"]
+__all__ = ["Task", "Quadratic", "MLP", "ACTIVATIONS", "mlp_shapes", "n_params", "unflatten"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,11 @@ def mlp_shapes(n_in, hidden, n_out):
     """[(W shape, b shape), ...] for layers n_in -> hidden[0] -> ... -> n_out."""
     sizes = [n_in, *hidden, n_out]
     return [((a, b), (b,)) for a, b in zip(sizes[:-1], sizes[1:])]
+
+
+def n_params(shapes):
+    """Number of coordinates of θ for layers of these (W shape, b shape)."""
+    return sum(w[0] * w[1] + b[0] for w, b in shapes)
 
 
 def unflatten(theta, shapes):
@@ -141,7 +146,7 @@ class MLP:
 
     @property
     def n_params(self):
-        return sum(w[0] * w[1] + b[0] for w, b in self.shapes)
+        return n_params(self.shapes)
 
     def loss_on(self, theta, X, labels):
         """Mean cross-entropy of θ on images X with integer labels."""
