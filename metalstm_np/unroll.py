@@ -18,9 +18,9 @@ unboxed θ (autograd's `getval`), out of autograd's sight. The loss L_t = f(θ_{
 derivative: it is returned as L_t + ∇_t·(θ − getval(θ)), whose value is L_t and whose derivative with
 respect to θ is ∇_t, exactly; this saves a second pass through the learner. So only the Hessian
 term is dropped. (Ravi & Larochelle 2017, Fig. 2, also stop the gradient through the loss they
-feed the meta-LSTM; here the loss input keeps its first derivative, as the meta-loss does: on a
-quadratic the two meta-gradients differ by a relative 5e-8.) With `second_order=True` ∇_t and L_t are computed on the boxed θ instead, and
-autograd differentiates through the learner's gradient too.
+feed the meta-LSTM; here the loss input keeps its first derivative, as the meta-loss does.)
+With `second_order=True` ∇_t and L_t are computed on the boxed θ instead, and autograd
+differentiates through the learner's gradient too.
 
 Truncated backpropagation through time: an unroll returns its final state, so a long trajectory is
 unrolled in pieces with the state carried over (and cut from the graph with `stop_gradient`).
