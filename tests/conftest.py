@@ -14,7 +14,7 @@ import pytest
 from autograd.tracer import Box
 from scipy.special import expit
 
-from metalstm_np.learners import MLP, Task
+from metalstm_np.learners import MLP, Quadratic, Task
 
 
 @pytest.fixture(autouse=True)
@@ -99,6 +99,19 @@ def permuted_task(task, perm):
     return Task(theta0=task.theta0[perm],
                 loss=lambda theta, t: task.loss(theta[inverse], t),
                 heldout_loss=lambda theta: task.heldout_loss(theta[inverse]))
+
+
+def assert_permutation_equivariant(opt, phi, seed, dim=9, steps=5):
+    """Running `opt` on a quadratic with its coordinates permuted permutes every iterate and leaves
+    the losses unchanged (the optimizer is coordinatewise)."""
+    rng = np.random.default_rng(seed)
+    task = Quadratic(dim=dim).sample(rng)
+    perm = rng.permutation(dim)
+    thetas, losses, _ = trajectory(opt, phi, task, steps)
+    thetas_p, losses_p, _ = trajectory(opt, phi, permuted_task(task, perm), steps)
+    assert np.max(np.abs(thetas[-1] - thetas[0])) > 1e-2          # the optimizer did move θ
+    np.testing.assert_allclose(thetas_p, thetas[:, perm], rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(losses_p, losses, rtol=1e-13)
 
 
 def reference_lstm_cell(params, x, h, c):
