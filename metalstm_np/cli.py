@@ -22,6 +22,7 @@ import numpy
 from .data import IDXError
 from .evaluation import EVAL_SEED, TUNE_SEED, run_on_tasks
 from .learners import ACTIVATIONS, MLP, Quadratic
+from .meta_lstm import init_phi_with_step
 from .meta_train import Diverged, TrainConfig, load_checkpoint, meta_train
 from .serialization import OPTIMIZERS, WeightsError, load_phi, make_optimizer
 
@@ -53,6 +54,7 @@ def _checked(convert, ok, what):
 _positive_int = _checked(int, lambda v: v >= 1, "a positive integer")
 _seed = _checked(int, lambda v: v >= 0, "a non-negative integer seed")
 _positive_float = _checked(float, lambda v: bool(numpy.isfinite(v)) and v > 0, "a positive number")
+_gate = _checked(float, lambda v: 0 < v < 1, "a gate value strictly between 0 and 1")
 
 
 def add_task_arguments(parser):
@@ -199,8 +201,14 @@ def cmd_train(args):
             raise UsageError(f"--optimizer metalstm has one LSTM layer before the gates: --lstm-hidden "
                              f"takes one size, got {','.join(map(str, args.lstm_hidden))}")
         optimizer = make_optimizer("metalstm", hidden=args.lstm_hidden[0], p=args.p, dtype=args.dtype)
+    phi = None
+    if args.eta is not None:
+        if args.optimizer != "metalstm":
+            raise UsageError(f"--eta {args.eta} sets the meta-LSTM's initial input gate z^i; "
+                             f"--optimizer {args.optimizer} has no such gate")
+        phi = init_phi_with_step(optimizer, numpy.random.default_rng([args.seed, 0]), args.eta)
     run_training(args, optimizer, family_from_args(args, split="train"),
-                 family_from_args(args, split="validation"), _train_config(args))
+                 family_from_args(args, split="validation"), _train_config(args), phi=phi)
 
 
 def cmd_fewshot_train(args):
@@ -219,7 +227,7 @@ def cmd_fewshot_train(args):
     if args.optimizer == "metalstm":
         optimizer = make_optimizer("metalstm", hidden=args.lstm_hidden[0], p=args.p, dtype=args.dtype,
                                    learn_theta0=learn, n_params=family.n_params if learn else None)
-        phi = fewshot.init_phi_with_step(optimizer, init_rng, args.eta) if args.eta else None
+        phi = init_phi_with_step(optimizer, init_rng, args.eta) if args.eta else None
         frozen = ()
     else:                        # gradient descent as an LSTM: only θ^0 is learned (first-order MAML)
         if not learn:
@@ -352,6 +360,8 @@ def build_parser():
     tr.add_argument("--lstm-hidden", type=_sizes, default=(20, 20),
                     help="LSTM layer sizes, e.g. 20,20 (l2l) or 20 (metalstm: its first layer)")
     tr.add_argument("--output-scale", type=_positive_float, default=0.1, help="l2l output scale (0.1)")
+    tr.add_argument("--eta", type=_gate, default=None,
+                    help="metalstm: start with z^i ≈ η (b^I = logit η) instead of the paper's z^i ≈ 0.01")
     add_training_arguments(tr, TrainConfig())
     tr.add_argument("--horizon", type=_positive_int, default=TrainConfig().horizon)
     tr.add_argument("--unroll", type=_positive_int, default=TrainConfig().unroll)

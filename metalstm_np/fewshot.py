@@ -29,7 +29,7 @@ layers (`pretrain_classifier`, `pretrained_theta0`: the paper's "Baseline-finetu
 meta-LSTM with and without learned θ^0, and the fixed-gate LSTM z^f = 1, z^i = η with learned θ^0
 (first-order MAML). `nearest_neighbour` needs no learner. `gate_trace` records the meta-LSTM's
 z^f and z^i per layer's weights and biases (the paper's figure of the gate values).
-`init_phi_with_step` starts the meta-LSTM as gradient descent with a useful step η.
+meta_lstm.init_phi_with_step starts the meta-LSTM as gradient descent with a useful step η.
 
 Default learner: one hidden layer of 32 ReLU units, 784 -> 32 -> N; 25,285 parameters at N = 5.
 """
@@ -48,7 +48,7 @@ from .unroll import loss_and_grad, unroll
 
 __all__ = ["DIGITS", "IMAGES", "CLASSES", "QUERY", "rotate", "Episodes", "EpisodeTask",
            "sample_episodes", "nearest_neighbour", "accuracies", "finetune", "tune_finetune_lr",
-           "pretrain_classifier", "pretrained_theta0", "mean_ci95", "init_phi_with_step",
+           "pretrain_classifier", "pretrained_theta0", "mean_ci95",
            "validation_error", "layer_parts", "gate_trace", "pool_gate_traces"]
 
 DIGITS = {"train": (0, 1, 2, 3), "validation": (4, 5), "test": (6, 7, 8, 9)}
@@ -282,23 +282,6 @@ def mean_ci95(accs):
     if len(accs) == 1:
         return float(accs[0]), float("nan")
     return float(accs.mean()), float(1.96 * accs.std(ddof=1) / numpy.sqrt(len(accs)))
-
-
-def init_phi_with_step(optimizer, rng, eta):
-    r"""φ = optimizer.init_phi(rng) of a meta_lstm, with b^I = logit(η) instead of U(−5, −4).
-
-    With the paper's initialisation z^i ≈ σ(−4.5) ≈ 0.01: over T ≤ 12 steps from θ^0 ~ N(0, 0.01²)
-    the untrained meta-LSTM barely moves θ (chance accuracy), and Adam at 10^-3 on φ needs thousands
-    of episodes to raise b^I. With b^I = logit(η) it starts as gradient descent with step ≈ η (the
-    weights W^I are U(−0.01, 0.01), so W^I·[x, θ, z^i] is small) and z^f ≈ 0.99 as in the paper.
-    Pass the result to meta_train(..., phi=...).
-    """
-    phi = optimizer.init_phi(rng)
-    if "b_I" not in phi:
-        raise ValueError(f"optimizer {optimizer.name!r} has no input-gate bias b_I; expected a meta_lstm")
-    if not 0.0 < eta < 1.0:
-        raise ValueError(f"step η = {eta!r} must be in (0, 1), a value of the gate z^i")
-    return {**phi, "b_I": numpy.array(numpy.log(eta / (1.0 - eta)), dtype=numpy.asarray(phi["b_I"]).dtype)}
 
 
 def validation_error(optimizer, phi, tasks, config):

@@ -32,7 +32,7 @@ from .lstm import lstm_cell, lstm_zero_state, sigmoid
 from .optimizers import Optimizer, params
 from .preprocess import log_and_sign
 
-__all__ = ["cell_state_update", "meta_lstm", "gradient_descent_lstm"]
+__all__ = ["cell_state_update", "meta_lstm", "init_phi_with_step", "gradient_descent_lstm"]
 
 
 def cell_state_update(theta, grad, z_f, z_i):
@@ -95,6 +95,23 @@ def meta_lstm(hidden=20, p=10.0, learn_theta0=False, n_params=None, theta0_init=
     return Optimizer(name="metalstm", init_phi=init_phi, init=init, update=update, params=params,
                      config={"hidden": hidden, "p": p, "learn_theta0": learn_theta0,
                              "n_params": n_params, "dtype": dtype}, learned=True)
+
+
+def init_phi_with_step(optimizer, rng, eta):
+    r"""φ = optimizer.init_phi(rng) of a meta_lstm, with b^I = logit(η) instead of U(−5, −4).
+
+    With the paper's initialisation z^i ≈ σ(−4.5) ≈ 0.01: over T ≤ 12 steps from θ^0 ~ N(0, 0.01²)
+    the untrained meta-LSTM barely moves θ (chance accuracy), and Adam at 10^-3 on φ needs thousands
+    of episodes to raise b^I. With b^I = logit(η) it starts as gradient descent with step ≈ η (the
+    weights W^I are U(−0.01, 0.01), so W^I·[x, θ, z^i] is small) and z^f ≈ 0.99 as in the paper.
+    Pass the result to meta_train(..., phi=...) (`metalstm train` and `metalstm fewshot train` --eta).
+    """
+    phi = optimizer.init_phi(rng)
+    if "b_I" not in phi:
+        raise ValueError(f"optimizer {optimizer.name!r} has no input-gate bias b_I; expected a meta_lstm")
+    if not 0.0 < eta < 1.0:
+        raise ValueError(f"step η = {eta!r} must be in (0, 1), a value of the gate z^i")
+    return {**phi, "b_I": np.array(np.log(eta / (1.0 - eta)), dtype=np.asarray(phi["b_I"]).dtype)}
 
 
 def gradient_descent_lstm(z_f=1.0, z_i=0.1, learn_theta0=False, n_params=None):

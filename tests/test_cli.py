@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from metalstm_np.cli import main
-from metalstm_np.serialization import make_optimizer, save_phi
+from metalstm_np.serialization import load_phi, make_optimizer, save_phi
 
 SMALL_MLP = ["--task", "mlp", "--hidden", "5", "--steps", "3", "--runs", "2"]
 
@@ -131,6 +131,16 @@ def test_train_writes_log_checkpoint_and_refuses_to_overwrite(capsys, tmp_path):
     assert len((tmp_path / "log.txt").read_text().splitlines()) == 2
 
 
+def test_train_eta_starts_the_meta_lstm_with_that_input_gate(tmp_path):
+    argv = ["train", "--task", "quadratic", "--optimizer", "metalstm", "--lstm-hidden", "4", "--eta", "0.25",
+            "--trajectories", "1", "--horizon", "2", "--unroll", "2", "--validate-every", "1",
+            "--validation-tasks", "1", "--meta-lr", "1e-3", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    _, phi, _ = load_phi(tmp_path / "checkpoint.npz")
+    # one Adam step (one piece) of size at most ~meta-lr away from b^I = logit(0.25) = −1.0986
+    assert abs(float(phi["b_I"]) - np.log(0.25 / 0.75)) <= 1.01e-3
+
+
 def test_fewshot_train_runs_and_checks_its_flags(capsys, tmp_path):
     base = ["fewshot", "train", "--trajectories", "2", "--validate-every", "1", "--validation-tasks", "2",
             "--lstm-hidden", "4", "--dtype", "float64"]
@@ -150,6 +160,9 @@ def test_fewshot_train_runs_and_checks_its_flags(capsys, tmp_path):
     (["--optimizer", "metalstm", "--lstm-hidden", "20,20"], "--lstm-hidden takes one size, got 20,20"),
     (["--horizon", "10", "--unroll", "3"], "horizon 10 is not a multiple of unroll 3"),
     (["--meta-loss", "heldout"], "horizon (100) must equal unroll (20)"),
+    (["--eta", "0.5"], "--eta 0.5 sets the meta-LSTM's initial input gate z^i; --optimizer l2l has no such gate"),
+    (["--optimizer", "metalstm", "--lstm-hidden", "4", "--eta", "1"],
+     "expected a gate value strictly between 0 and 1, got '1'"),
 ])
 def test_train_rejects_bad_settings_before_training(capsys, tmp_path, extra, message):
     line = error_of(capsys, "train", "--task", "quadratic", "--out", str(tmp_path / "run"), *extra)

@@ -19,10 +19,10 @@ from metalstm_np.experiments import e5_fewshot
 from metalstm_np.experiments.common import Context
 from metalstm_np.experiments.e5_fewshot import (LEARNED, METHODS, SETTINGS, Protocol, fewshot_table,
                                                 load_learned, score_learned)
-from metalstm_np.fewshot import (Episodes, finetune, init_phi_with_step, mean_ci95, nearest_neighbour,
+from metalstm_np.fewshot import (Episodes, finetune, mean_ci95, nearest_neighbour,
                                  sample_episodes)
 from metalstm_np.learners import MLP
-from metalstm_np.meta_lstm import gradient_descent_lstm, meta_lstm
+from metalstm_np.meta_lstm import gradient_descent_lstm, init_phi_with_step, meta_lstm
 from metalstm_np.optimizers import sgd
 from metalstm_np.serialization import WeightsError, save_phi
 

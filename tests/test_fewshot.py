@@ -16,11 +16,11 @@ from scipy.special import log_softmax
 from conftest import mlp_task, trajectory
 from metalstm_np.data import load_mnist
 from metalstm_np.fewshot import (CLASSES, DIGITS, IMAGES, Episodes, accuracies, finetune, gate_trace,
-                                 init_phi_with_step, layer_parts, mean_ci95, nearest_neighbour,
+                                 layer_parts, mean_ci95, nearest_neighbour,
                                  pool_gate_traces, pretrain_classifier, pretrained_theta0, rotate,
                                  sample_episodes, tune_finetune_lr, validation_error)
 from metalstm_np.learners import MLP
-from metalstm_np.meta_lstm import gradient_descent_lstm, meta_lstm
+from metalstm_np.meta_lstm import gradient_descent_lstm, init_phi_with_step, meta_lstm
 from metalstm_np.meta_train import TrainConfig, load_checkpoint, meta_train
 from metalstm_np.optimizers import adam, sgd
 from metalstm_np.unroll import unroll
