@@ -252,7 +252,7 @@ def cmd_fewshot_evaluate(args):
     out = Path(args.out or ("figures/quick" if args.quick else "figures"))
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    results = {"quick": args.quick, **e5_fewshot.run(Context(out=out, quick=args.quick, workers=1,
+    results = {"quick": args.quick, **e5_fewshot.run(Context(out=out, quick=args.quick, workers=args.workers,
                                                              weights=weights))}
     results["seconds"] = {"e5": round(time.perf_counter() - start, 1)}
     (out / "fewshot_results.json").write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
@@ -387,6 +387,7 @@ def build_parser():
     fe.add_argument("--quick", action="store_true", help="20 episodes, short tuning: a smoke test")
     fe.add_argument("--out", default=None, help="output folder (figures/, or figures/quick/ with --quick)")
     fe.add_argument("--weights", default=None, help="folder of the weights files (default: the shipped ones)")
+    fe.add_argument("--workers", type=_positive_int, default=2)
     fe.set_defaults(run=cmd_fewshot_evaluate)
 
     tu = sub.add_parser("tune", help="tune the baselines' learning rates (written to a JSON file)")

@@ -46,9 +46,15 @@ def save_weights(folder):
 
 
 @pytest.fixture(scope="module")
-def e5(tmp_path_factory):
-    weights, out = tmp_path_factory.mktemp("weights"), tmp_path_factory.mktemp("out")
-    save_weights(weights)
+def weights(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("weights")
+    save_weights(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def e5(weights, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
     results = e5_fewshot.run(Context(out=out, quick=True, workers=1, weights=weights), protocol=TINY)
     return out, results["E5_fewshot"]
 
@@ -75,6 +81,13 @@ def test_every_method_is_scored_or_reported_missing(e5):
     assert block["pretrain"]["steps"] == 3 and block["pretrain"]["seed"] == e5_fewshot.PRETRAIN_SEED
     gd = block["settings"]["1shot"]["methods"]["gd_learned_theta0"]
     assert (gd["fixed_z_f"], gd["fixed_z_i"]) == (1.0, 0.1)
+
+
+def test_a_pool_of_two_gives_the_serial_results_exactly(e5, weights, tmp_path):
+    out, block = e5
+    pooled = e5_fewshot.run(Context(out=tmp_path, quick=True, workers=2, weights=weights), protocol=TINY)
+    assert json.dumps(pooled["E5_fewshot"], sort_keys=True) == json.dumps(block, sort_keys=True)
+    assert (tmp_path / "e5_gates.png").read_bytes() == (out / "e5_gates.png").read_bytes()
 
 
 def test_the_numbers_reproduce_from_the_stated_episodes_and_seeds(e5):

@@ -35,15 +35,15 @@ def run_all(out, quick=False, workers=2, only=None, tuned=None, weights=None):
         ctx.weights = Path(weights)
     selected = {key: module for key, module in EXPERIMENTS.items() if not only or key in only}
     start = time.perf_counter()
-    # Every (setting, method) run of E1–E4 and the whole of E5 (serial inside) go into one pool,
-    # longest first, so that both cores stay busy; each module's run() then finds its runs cached.
+    # Every (setting, method) run of E1–E4 and every run of E5 go into one pool, so that both cores
+    # stay busy; each E1–E4 module's run() then finds its runs cached.
     requests = [r for module in selected.values() if hasattr(module, "requests") for r in module.requests(ctx)]
     results = {"quick": quick}
     with ProcessPoolExecutor(max(1, workers)) as pool:
-        fewshot = pool.submit(selected["e5"].run, ctx) if "e5" in selected else None
+        fewshot = selected["e5"].submit(ctx, pool=pool) if "e5" in selected else None
         ctx.evaluate(requests, pool=pool)
         for key, module in selected.items():
-            results.update(fewshot.result() if key == "e5" else module.run(ctx))
+            results.update(module.collect(ctx, fewshot) if key == "e5" else module.run(ctx))
     results["seconds"] = round(time.perf_counter() - start, 1)
     (out / "results.json").write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     return results

@@ -28,6 +28,8 @@ and 5-shot, and for the meta-LSTM trained as an optimizer of the MNIST MLP (meta
 784 -> 20 sigmoid -> 10) over 100 steps. The results hold the numbers the README quotes: the mean
 gate over updates and parts, and the smallest and largest per-update mean.
 """
+import functools
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,8 +42,8 @@ from ..optimizers import adam, sgd
 from ..serialization import WeightsError, load_phi
 
 __all__ = ["KEY", "N_WAY", "SETTINGS", "METHODS", "LEARNED", "MNIST_WEIGHTS", "PRETRAIN_SEED",
-           "Protocol", "FULL", "QUICK", "load_learned", "score_learned", "tune_and_score",
-           "evaluate_setting", "gate_summary", "fewshot_gates", "mnist_gates", "plot_gates", "run",
+           "Protocol", "FULL", "QUICK", "load_learned", "score_learned", "jobs", "submit",
+           "setting_block", "collect", "gate_summary", "fewshot_gates", "mnist_gates", "plot_gates", "run",
            "fewshot_table"]
 
 KEY = "E5_fewshot"             # the block in results.json
@@ -147,46 +149,101 @@ def score_learned(weights, key, setting, episodes):
     return accs, info
 
 
-def tune_and_score(name, setting, validation, test, lrs, features=None):
-    r"""Tune fine-tuning with optimizer `name` ("sgd" or "adam") on the `validation` episodes, then
-    score the best learning rate on the `test` episodes: (test accuracies, best lr, grid scores)."""
-    lr, scores = fewshot.tune_finetune_lr(FINETUNE[name], validation, setting.steps, lrs=list(lrs),
-                                          features=features)
-    return fewshot.finetune(FINETUNE[name], lr, test, setting.steps, features), lr, scores
-
-
 def _grid(scores):
     return {f"{lr:.6g}": score for lr, score in scores.items()}
 
 
-def evaluate_setting(ctx, setting, protocol, features):
-    r"""Every method on `setting`'s meta-test episodes: the setting's results block, and the
-    meta-LSTM (optimizer, φ) (None if missing) with the episodes for its gate trace."""
-    test = _episodes(setting, "test", protocol.episodes, EVAL_SEED)
+@functools.lru_cache(maxsize=None)
+def _features(pretrain_steps):
+    r"""Baseline-finetune's pre-trained hidden layers (PRETRAIN_SEED; computed once per process)."""
+    learner = fewshot.Episodes()
+    return fewshot.pretrain_classifier(numpy.random.default_rng(PRETRAIN_SEED), fewshot.CLASSES["train"],
+                                       pretrain_steps, hidden=learner.hidden, activation=learner.activation,
+                                       batch=PRETRAIN_BATCH, lr=PRETRAIN_LR)
+
+
+def _finetune_job(setting, protocol, name, pretrained):
+    r"""Tune fine-tuning with optimizer `name` on the meta-validation episodes (TUNE_SEED), from
+    random θ^0 or (pretrained) Baseline-finetune's, and score the best learning rate on the meta-test
+    episodes (EVAL_SEED): {"lr", "scores": the grid, "accs": test accuracies}."""
+    features = _features(protocol.pretrain_steps) if pretrained else None
     validation = _episodes(setting, "validation", protocol.tune_episodes, TUNE_SEED)
+    lr, scores = fewshot.tune_finetune_lr(FINETUNE[name], validation, setting.steps, lrs=list(protocol.lrs),
+                                          features=features)
+    test = _episodes(setting, "test", protocol.episodes, EVAL_SEED)
+    return {"lr": lr, "scores": scores, "accs": fewshot.finetune(FINETUNE[name], lr, test, setting.steps, features)}
+
+
+def _nearest_neighbour_job(setting, protocol):
+    return fewshot.nearest_neighbour(_episodes(setting, "test", protocol.episodes, EVAL_SEED))
+
+
+def _learned_job(weights, key, setting, protocol):
+    return score_learned(weights, key, setting, _episodes(setting, "test", protocol.episodes, EVAL_SEED))
+
+
+def _gates_job(weights, setting, protocol):
+    r"""The meta-LSTM's pooled gate trace on the first gate_episodes meta-test episodes, or None."""
+    loaded = load_learned(weights, "metalstm", setting)
+    if loaded is None:
+        return None
+    return fewshot_gates(*loaded[:2], _episodes(setting, "test", protocol.gate_episodes, EVAL_SEED),
+                         setting.steps)
+
+
+def jobs(ctx, protocol):
+    r"""{name: (function, arguments)}: E5 cut into independent runs (every function top-level, so
+    that a process pool can run them), most expensive first. The meta-test and meta-validation
+    episodes are drawn again inside each run: the same seed gives the same episodes."""
+    out = {}
+    for s in SETTINGS.values():
+        out.update({(s.key, key): (_learned_job, (ctx.weights, key, s, protocol))
+                    for key in LEARNED if LEARNED[key][1] == "metalstm"})
+    out["mnist_gates"] = (mnist_gates, (ctx.weights, protocol.mnist_gate_steps, protocol.mnist_gate_runs))
+    for s in SETTINGS.values():
+        out[(s.key, "gates")] = (_gates_job, (ctx.weights, s, protocol))
+        out.update({(s.key, "finetune", name, pretrained): (_finetune_job, (s, protocol, name, pretrained))
+                    for pretrained in (True, False) for name in FINETUNE})
+        out.update({(s.key, key): (_learned_job, (ctx.weights, key, s, protocol))
+                    for key in LEARNED if LEARNED[key][1] != "metalstm"})
+        out[(s.key, "nearest_neighbour")] = (_nearest_neighbour_job, (s, protocol))
+    return out
+
+
+def submit(ctx, protocol=None, pool=None):
+    r"""Start E5's runs in `pool` (a concurrent.futures executor), or run them here and now if
+    pool is None; returns {name: future} for `collect`."""
+    protocol = protocol or (QUICK if ctx.quick else FULL)
+    if pool is None:
+        done = {}
+        for name, (function, args) in jobs(ctx, protocol).items():
+            done[name] = Future()
+            done[name].set_result(function(*args))
+        return protocol, done
+    return protocol, {name: pool.submit(function, *args) for name, (function, args) in jobs(ctx, protocol).items()}
+
+
+def setting_block(setting, protocol, results):
+    r"""The results block of `setting` from the finished runs {name: result} (names as in `jobs`)."""
     methods, tuned, grids = {}, {}, {}
-    methods["nearest_neighbour"] = _summary(fewshot.nearest_neighbour(test))
+    methods["nearest_neighbour"] = _summary(results[(setting.key, "nearest_neighbour")])
     for name in FINETUNE:
-        accs, tuned[name], grids[name] = tune_and_score(name, setting, validation, test, protocol.lrs)
-        methods[f"finetune_{name}"] = {**_summary(accs), "optimizer": name, "lr": tuned[name]}
+        run = results[(setting.key, "finetune", name, False)]
+        tuned[name], grids[name] = run["lr"], run["scores"]
+        methods[f"finetune_{name}"] = {**_summary(run["accs"]), "optimizer": name, "lr": run["lr"]}
     # Baseline-finetune: SGD or Adam, whichever reaches the better validation score (a tie: Adam)
-    tuning = {name: fewshot.tune_finetune_lr(FINETUNE[name], validation, setting.steps, lrs=list(protocol.lrs),
-                                             features=features) for name in FINETUNE}
-    best = max(sorted(tuning), key=lambda name: tuning[name][1][tuning[name][0]])
-    lr = tuning[best][0]
-    accs = fewshot.finetune(FINETUNE[best], lr, test, setting.steps, features)
-    methods["baseline_finetune"] = {**_summary(accs), "optimizer": best, "lr": lr}
-    tuned["baseline_finetune"] = {"optimizer": best, "lr": lr}
-    grids.update({f"baseline_finetune_{name}": scores for name, (_, scores) in tuning.items()})
+    tuning = {name: results[(setting.key, "finetune", name, True)] for name in FINETUNE}
+    best = max(sorted(tuning), key=lambda name: tuning[name]["scores"][tuning[name]["lr"]])
+    methods["baseline_finetune"] = {**_summary(tuning[best]["accs"]), "optimizer": best, "lr": tuning[best]["lr"]}
+    tuned["baseline_finetune"] = {"optimizer": best, "lr": tuning[best]["lr"]}
+    grids.update({f"baseline_finetune_{name}": run["scores"] for name, run in tuning.items()})
     for key in LEARNED:
-        accs, info = score_learned(ctx.weights, key, setting, test)
+        accs, info = results[(setting.key, key)]
         methods[key] = info if accs is None else {**_summary(accs), **info}
-    block = {"title": setting.title, "n_way": N_WAY, "k_shot": setting.k_shot, "steps": setting.steps,
-             "episodes": protocol.episodes, "tune_episodes": protocol.tune_episodes,
-             "tuned_lr": tuned, "tune_scores": {k: _grid(v) for k, v in grids.items()},
-             "methods": {key: methods[key] for key in METHODS}}
-    loaded = load_learned(ctx.weights, "metalstm", setting)
-    return block, (None if loaded is None else loaded[:2]), test
+    return {"title": setting.title, "n_way": N_WAY, "k_shot": setting.k_shot, "steps": setting.steps,
+            "episodes": protocol.episodes, "tune_episodes": protocol.tune_episodes,
+            "tuned_lr": tuned, "tune_scores": {k: _grid(v) for k, v in grids.items()},
+            "methods": {key: methods[key] for key in METHODS}}
 
 
 # ------------------------------------------------------------------------------------------ gates
@@ -264,15 +321,12 @@ def plot_gates(path, panels):
 
 # -------------------------------------------------------------------------------------------- run
 
-def run(ctx, protocol=None):
-    r"""E5 on ctx.weights into ctx.out (e5_gates.png); returns {"E5_fewshot": results}.
-    protocol: default QUICK if ctx.quick, else FULL."""
-    protocol = protocol or (QUICK if ctx.quick else FULL)
+def collect(ctx, submitted):
+    r"""E5's results from `submit`'s runs, once they finish; draws e5_gates.png into ctx.out.
+    Returns {"E5_fewshot": results}."""
+    protocol, futures = submitted
+    done = {name: future.result() for name, future in futures.items()}
     learner = fewshot.Episodes()
-    features = fewshot.pretrain_classifier(numpy.random.default_rng(PRETRAIN_SEED), fewshot.CLASSES["train"],
-                                           protocol.pretrain_steps, hidden=learner.hidden,
-                                           activation=learner.activation, batch=PRETRAIN_BATCH,
-                                           lr=PRETRAIN_LR)
     results = {"n_way": N_WAY, "eval_seed": EVAL_SEED, "tune_seed": TUNE_SEED,
                "learner": {"hidden": list(learner.hidden), "activation": learner.activation,
                            "n_params": {s.key: fewshot.Episodes(n_way=N_WAY, k_shot=s.k_shot).n_params
@@ -280,22 +334,18 @@ def run(ctx, protocol=None):
                "lr_grid": list(protocol.lrs),
                "pretrain": {"seed": PRETRAIN_SEED, "steps": protocol.pretrain_steps, "batch": PRETRAIN_BATCH,
                             "lr": PRETRAIN_LR, "optimizer": "adam", "classes": len(fewshot.CLASSES["train"])},
-               "settings": {}, "gates": {}}
+               "settings": {s.key: setting_block(s, protocol, done) for s in SETTINGS.values()},
+               "gates": {}}
     panels = []
     for setting in SETTINGS.values():
-        block, metalstm, test = evaluate_setting(ctx, setting, protocol, features)
-        results["settings"][setting.key] = block
-        if metalstm is None:
-            results["gates"][setting.key] = {"status": "missing",
-                                             "weights": LEARNED["metalstm"][0].format(k=setting.k_shot)}
+        trace, weights = done[(setting.key, "gates")], LEARNED["metalstm"][0].format(k=setting.k_shot)
+        if trace is None:
+            results["gates"][setting.key] = {"status": "missing", "weights": weights}
             continue
-        episodes = test[:protocol.gate_episodes]
-        trace = fewshot_gates(*metalstm, episodes, setting.steps)
-        results["gates"][setting.key] = _trace_block(trace, title=setting.title,
-                                                     weights=LEARNED["metalstm"][0].format(k=setting.k_shot),
-                                                     episodes=len(episodes), steps=setting.steps)
+        results["gates"][setting.key] = _trace_block(trace, title=setting.title, weights=weights,
+                                                     episodes=protocol.gate_episodes, steps=setting.steps)
         panels.append((trace, f"meta-LSTM, {setting.title}"))
-    trace = mnist_gates(ctx.weights, protocol.mnist_gate_steps, protocol.mnist_gate_runs)
+    trace = done["mnist_gates"]
     if trace is None:
         results["gates"]["mnist"] = {"status": "missing", "weights": MNIST_WEIGHTS}
     else:
@@ -310,6 +360,15 @@ def run(ctx, protocol=None):
         plot_gates(Path(ctx.out) / "e5_gates.png", panels)
         results["figure"] = "e5_gates.png"
     return {KEY: results}
+
+
+def run(ctx, protocol=None):
+    r"""E5 on ctx.weights into ctx.out (e5_gates.png), in a pool of ctx.workers processes (here,
+    if 1); returns {"E5_fewshot": results}. protocol: default QUICK if ctx.quick, else FULL."""
+    if ctx.workers <= 1:
+        return collect(ctx, submit(ctx, protocol))
+    with ProcessPoolExecutor(ctx.workers) as pool:
+        return collect(ctx, submit(ctx, protocol, pool))
 
 
 # ------------------------------------------------------------------------------------------ table
