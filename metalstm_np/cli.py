@@ -25,6 +25,7 @@ from .learners import ACTIVATIONS, MLP, Quadratic
 from .meta_lstm import init_phi_with_step
 from .meta_train import Diverged, TrainConfig, load_checkpoint, meta_train
 from .serialization import OPTIMIZERS, WeightsError, load_phi, make_optimizer
+from .unroll import KINDS
 
 __all__ = ["main"]
 
@@ -365,7 +366,7 @@ def build_parser():
     add_training_arguments(tr, TrainConfig())
     tr.add_argument("--horizon", type=_positive_int, default=TrainConfig().horizon)
     tr.add_argument("--unroll", type=_positive_int, default=TrainConfig().unroll)
-    tr.add_argument("--meta-loss", choices=["sum", "heldout"], default=TrainConfig().meta_loss)
+    tr.add_argument("--meta-loss", choices=KINDS, default=TrainConfig().meta_loss)
     tr.set_defaults(run=cmd_train)
 
     fs = sub.add_parser("fewshot", help="few-shot learning on rotated MNIST (Ravi & Larochelle 2017)")

@@ -33,7 +33,7 @@ from autograd.misc.flatten import flatten
 
 from .optimizers import adam
 from .serialization import load_phi, save_phi
-from .unroll import meta_loss, meta_value_and_grad
+from .unroll import KINDS, meta_loss, meta_value_and_grad
 
 __all__ = ["TrainConfig", "Diverged", "meta_train", "validation_score", "load_checkpoint"]
 
@@ -45,7 +45,7 @@ class TrainConfig:
     unroll: int = 20              # truncation: steps per meta-gradient (horizon is a multiple)
     meta_lr: float = 1e-3         # Adam's learning rate on φ
     clip: float = 1.0             # global gradient-norm clipping threshold
-    meta_loss: str = "sum"        # "sum" (Andrychowicz) or "heldout" (Ravi)
+    meta_loss: str = "sum"        # "sum" (Andrychowicz), "log" (of the loss) or "heldout" (Ravi)
     validate_every: int = 25      # trajectories between meta-validations (K)
     validation_tasks: int = 8     # fixed meta-validation tasks
     seed: int = 0                 # all randomness derives from it
@@ -58,8 +58,8 @@ class TrainConfig:
             raise ValueError(f"horizon {self.horizon} is not a multiple of unroll {self.unroll}")
         if not (self.meta_lr > 0 and self.clip > 0):
             raise ValueError(f"meta_lr ({self.meta_lr}) and clip ({self.clip}) must be positive")
-        if self.meta_loss not in ("sum", "heldout"):
-            raise ValueError(f"unknown meta-loss {self.meta_loss!r}; expected 'sum' or 'heldout'")
+        if self.meta_loss not in KINDS:
+            raise ValueError(f"unknown meta-loss {self.meta_loss!r}; expected one of {KINDS}")
         if self.meta_loss == "heldout" and self.horizon != self.unroll:
             raise ValueError(f"the held-out meta-loss is taken at θ_T once per trajectory: horizon "
                              f"({self.horizon}) must equal unroll ({self.unroll})")

@@ -5,11 +5,14 @@ An unroll runs an optimizer on a task for T steps from a state, t = t0+1, ..., t
     L_t, ∇_t = f_t(θ_{t−1}), ∇f_t(θ_{t−1})          the learner, at the current parameters
     state_t  = update(φ, state_{t−1}, ∇_t, L_t)     the optimizer
 
-and returns the losses and the final state. Two meta-losses (functions of φ, minimised by
+and returns the losses and the final state. Three meta-losses (functions of φ, minimised by
 meta-training):
 
     Σ_t w_t f(θ_t)      over the unroll (Andrychowicz et al. 2016, eq. 3, with w_t = 1; our
                         default is w_t = 1/T, the mean)
+    Σ_t w_t log f(θ_t)  the same on a log scale (as in Wichrowska et al. 2017): a step from
+                        f = 0.3 to 0.27 counts as much as one from 2.3 to 2.07, so the late steps
+                        of a trajectory are not drowned by the early ones (f must stay positive)
     f_heldout(θ_T)      on held-out data at θ_T      (Ravi & Larochelle 2017, Algorithm 1, line 12)
 
 Dropping second derivatives. Both papers treat the optimizer's input ∇_t as a constant,
@@ -29,7 +32,9 @@ from autograd import value_and_grad
 from autograd.tracer import getval
 import autograd.numpy as np
 
-__all__ = ["unroll", "loss_and_grad", "stop_gradient", "meta_loss", "meta_value_and_grad"]
+__all__ = ["KINDS", "unroll", "loss_and_grad", "stop_gradient", "meta_loss", "meta_value_and_grad"]
+
+KINDS = ("sum", "log", "heldout")      # the meta-losses
 
 
 def stop_gradient(tree):
@@ -75,10 +80,11 @@ def meta_loss(optimizer, phi, task, state=None, steps=20, t0=0, kind="sum", weig
     kind="sum":     Σ_{t=1}^{T} w_t f(θ_t) over the iterates after each update (Andrychowicz et al.
                     2016, eq. 3); the paper's w_t = 1, our default w_t = 1/T (the mean, the same
                     direction, with a scale that does not grow with T);
+    kind="log":     Σ_{t=1}^{T} w_t log f(θ_t), the same weights;
     kind="heldout": f_heldout(θ_T)  (Ravi & Larochelle 2017).
     """
-    if kind not in ("sum", "heldout"):
-        raise ValueError(f"unknown meta-loss kind {kind!r}; expected 'sum' or 'heldout'")
+    if kind not in KINDS:
+        raise ValueError(f"unknown meta-loss kind {kind!r}; expected one of {KINDS}")
     w = np.full(steps, 1.0 / steps) if weights is None else weights
     if len(w) != steps:
         raise ValueError(f"{len(w)} meta-loss weights for an unroll of {steps} steps")
@@ -87,6 +93,8 @@ def meta_loss(optimizer, phi, task, state=None, steps=20, t0=0, kind="sum", weig
     losses, state = unroll(optimizer, phi, task, state, steps, t0, second_order)
     if kind == "heldout":
         return task.heldout_loss(optimizer.params(state)), state
+    if kind == "log":
+        return sum(w_t * np.log(L) for w_t, L in zip(w, losses[1:])), state
     return sum(w_t * L for w_t, L in zip(w, losses[1:])), state
 
 

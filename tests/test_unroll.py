@@ -109,7 +109,7 @@ def test_stop_gradient_keeps_structure_and_values():
 
 
 @pytest.mark.parametrize("second_order", [False, True])
-def test_meta_loss_sum_and_heldout_values(second_order):
+def test_meta_loss_sum_log_and_heldout_values(second_order):
     r"""On a task whose held-out loss is not its training loss (unlike the quadratic's)."""
     task = linear_task(np.random.default_rng(6), N)
     opt, phi = phi_of("metalstm")
@@ -119,6 +119,9 @@ def test_meta_loss_sum_and_heldout_values(second_order):
     w = np.array([1.0, 0.0, 2.0, 0.0, 3.0])
     value_w, _ = meta_loss(opt, phi, task, steps=5, kind="sum", weights=w, second_order=second_order)
     np.testing.assert_allclose(value_w, losses[1] + 2 * losses[3] + 3 * losses[5], rtol=1e-15)
+    value_log, _ = meta_loss(opt, phi, task, steps=5, kind="log", weights=w, second_order=second_order)
+    np.testing.assert_allclose(value_log, np.log(losses[1]) + 2 * np.log(losses[3]) + 3 * np.log(losses[5]),
+                               rtol=1e-15)
     value_h, _ = meta_loss(opt, phi, task, steps=5, kind="heldout", second_order=second_order)
     assert value_h == task.heldout_loss(state["theta"])
     assert abs(value_h - task.loss(state["theta"], 6)) > 0.1
@@ -169,7 +172,7 @@ def directions(phi, seed):
     return x, unflatten, dirs
 
 
-@pytest.mark.parametrize("kind", ["sum", "heldout"])
+@pytest.mark.parametrize("kind", ["sum", "log", "heldout"])
 @pytest.mark.parametrize("name", ["l2l", "metalstm", "metalstm_theta0"])
 def test_second_order_meta_gradient_matches_central_differences(name, kind):
     opt, phi = phi_of(name)
@@ -184,7 +187,7 @@ def test_second_order_meta_gradient_matches_central_differences(name, kind):
     assert np.linalg.norm(g_flat) > 1e-3
 
 
-@pytest.mark.parametrize("kind", ["sum", "heldout"])
+@pytest.mark.parametrize("kind", ["sum", "log", "heldout"])
 @pytest.mark.parametrize("name", ["l2l", "metalstm", "metalstm_theta0"])
 def test_first_order_equals_full_meta_gradient_when_gradient_is_constant(name, kind):
     r"""On L_t(θ) = a·θ + 3 + 0.1 t the Hessian is 0, so dropping ∂∇/∂θ drops nothing."""
@@ -199,7 +202,7 @@ def test_first_order_equals_full_meta_gradient_when_gradient_is_constant(name, k
     np.testing.assert_allclose(f1, f2, rtol=1e-10, atol=1e-12 * np.max(np.abs(f2)))
 
 
-@pytest.mark.parametrize("kind", ["sum", "heldout"])
+@pytest.mark.parametrize("kind", ["sum", "log", "heldout"])
 @pytest.mark.parametrize("name", ["l2l", "metalstm", "metalstm_theta0"])
 def test_first_order_differs_from_full_meta_gradient_on_the_quadratic(name, kind):
     r"""On the quadratic ∂∇/∂θ = 2WᵀW ≠ 0: the dropped term is measurable (> 1e-3 relative).
