@@ -1,28 +1,51 @@
-r"""The tuned baselines scored the way meta-training scores φ: `python -m metalstm_np.experiments.validation_baselines`.
+r"""Optimizers scored on the meta-validation tasks: `python -m metalstm_np.experiments.validation_baselines [FILE.npz ...]`.
 
-Meta-training keeps the φ with the lowest meta-validation score: the mean training loss over a
-100-step trajectory on 8 fixed tasks of the MNIST validation split (meta_train.validation_score,
-seed 0, as `metalstm train` uses). This prints the same score for the four tuned baselines, so the
-`best` column of a training log can be read against them.
+Meta-training keeps the φ with the lowest meta-validation score: the meta-loss over a 100-step
+trajectory on 8 fixed tasks of the MNIST validation split (meta_train.validation_score, seed 0, as
+`metalstm train` uses). This prints, for the four tuned baselines and for any learned optimizer's
+weights given on the command line, that score with the mean loss (`sum`) and with the mean log-loss
+(`log`) meta-loss, and the mean training loss at steps 100 and 200 on the same tasks. So the `best`
+column of a training log can be read against the baselines, and two trained optimizers can be
+compared on the validation split without looking at the evaluation tasks (seed 1000).
 """
+import sys
+from dataclasses import replace
+
 import numpy
 
 from ..learners import MLP
 from ..meta_train import TrainConfig, validation_score
-from ..serialization import make_optimizer
+from ..serialization import load_phi, make_optimizer
+from ..unroll import unroll
 from .common import BASELINES, load_tuned
 
 
-def main(seed=0):
+def scores(optimizer, phi, tasks, config, at_steps=(100, 200)):
+    """{"sum", "log": validation scores, "loss@t": mean training loss at step t} over `tasks`."""
+    out = {kind: validation_score(optimizer, phi, tasks, replace(config, meta_loss=kind)) for kind in ("sum", "log")}
+    losses = numpy.array([[float(L) for L in unroll(optimizer, phi, task, optimizer.init(phi, task.theta0),
+                                                     max(at_steps))[0]] for task in tasks])
+    out.update({f"loss@{t}": float(losses[:, t].mean()) for t in at_steps})
+    return out
+
+
+def main(weights=(), seed=0):
     config = TrainConfig(seed=seed)
     tasks = [MLP(split="validation").sample(numpy.random.default_rng([seed, 2, j]))
              for j in range(config.validation_tasks)]
     tuned = load_tuned()["mnist"]
+    rows = []
     for name in BASELINES:
         optimizer = make_optimizer(name)
-        score = validation_score(optimizer, {**optimizer.init_phi(), "lr": tuned[name]}, tasks, config)
-        print(f"{name:8s} lr {tuned[name]:.3g}  meta-validation score {score:.4f}")
+        rows.append((f"{name} lr {tuned[name]:.3g}", scores(optimizer, {**optimizer.init_phi(), "lr": tuned[name]},
+                                                          tasks, config)))
+    for path in weights:
+        optimizer, phi, _ = load_phi(path)
+        rows.append((str(path), scores(optimizer, phi, tasks, config)))
+    print(f"{'optimizer':40s} {'sum':>8s} {'log':>8s} {'loss@100':>9s} {'loss@200':>9s}")
+    for label, s in rows:
+        print(f"{label:40s} {s['sum']:8.4f} {s['log']:8.4f} {s['loss@100']:9.4f} {s['loss@200']:9.4f}")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -1,0 +1,21 @@
+"""experiments/validation_baselines.py: its scores are the meta-losses and per-step losses of one run."""
+import numpy as np
+
+from metalstm_np.experiments.validation_baselines import scores
+from metalstm_np.learners import Quadratic
+from metalstm_np.meta_train import TrainConfig
+from metalstm_np.serialization import make_optimizer
+from metalstm_np.unroll import unroll
+
+
+def test_scores_agree_with_the_unrolled_losses():
+    tasks = [Quadratic().sample(np.random.default_rng([5, j])) for j in range(3)]
+    sgd = make_optimizer("sgd")
+    phi = {**sgd.init_phi(), "lr": 0.01}
+    s = scores(sgd, phi, tasks, TrainConfig(horizon=10, unroll=5), at_steps=(4, 10))
+    losses = np.array([[float(L) for L in unroll(sgd, phi, t, sgd.init(phi, t.theta0), 10)[0]] for t in tasks])
+    # meta-loss over the horizon: the iterates after each update, θ_1 .. θ_10 = losses[:, 1:11]
+    np.testing.assert_allclose(s["sum"], losses[:, 1:].mean(), rtol=1e-12)
+    np.testing.assert_allclose(s["log"], np.log(losses[:, 1:]).mean(), rtol=1e-12)
+    assert (s["loss@4"], s["loss@10"]) == (losses[:, 4].mean(), losses[:, 10].mean())
+    assert s["loss@10"] < s["loss@4"] < losses[:, 0].mean()
