@@ -25,6 +25,17 @@ def test_every_experiment_writes_its_figure(quick):
     assert set(k for k in results if k.startswith("E")) == {
         "E1_quadratic", "E2_mnist", "E3_mnist_40", "E3_mnist_2layers", "E3_mnist_relu", "E4_one_layer",
         "E5_fewshot"}
+    png = (out / "e5_gates.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_every_shipped_few_shot_model_is_scored(quick):
+    _, results = quick
+    block = results["E5_fewshot"]
+    for setting in block["settings"].values():
+        assert all(s["status"] == "ok" for s in setting["methods"].values()), setting["methods"]
+    assert block["figure"] == "e5_gates.png"
+    assert all(g["status"] == "ok" for g in block["gates"].values())
 
 
 def test_results_use_the_tuned_learning_rates_and_the_same_protocol(quick):
