@@ -22,6 +22,9 @@ b^I ~ U(−5, −4), so the optimizer starts close to gradient descent (z^f ≈ 
 With learned θ^0 (`learn_theta0=True`), φ holds c_0, the learner's initial parameters, and
 init(φ, θ^0) ignores the θ^0 it is given.
 
+`init_phi_with_step` starts the meta-LSTM as gradient descent with step η (b^I = logit η) instead
+of the paper's z^i ≈ 0.01 (`--eta` of `metalstm train` and `metalstm fewshot train`).
+
 `gradient_descent_lstm` is the same cell with the gates fixed by hand: z^f = 1, z^i = η is exactly
 gradient descent, and z^f = 1 − ηλ is gradient descent with weight decay λ. Both optimizers update θ
 with the same function, `cell_state_update`.

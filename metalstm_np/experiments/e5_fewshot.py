@@ -212,7 +212,7 @@ def jobs(ctx, protocol):
 
 def submit(ctx, protocol=None, pool=None):
     r"""Start E5's runs in `pool` (a concurrent.futures executor), or run them here and now if
-    pool is None; returns {name: future} for `collect`."""
+    pool is None; returns (protocol, {name: future}) for `collect`."""
     protocol = protocol or (QUICK if ctx.quick else FULL)
     if pool is None:
         done = {}
