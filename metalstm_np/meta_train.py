@@ -35,7 +35,8 @@ from .optimizers import adam
 from .serialization import load_phi, save_phi
 from .unroll import KINDS, meta_loss, meta_value_and_grad
 
-__all__ = ["TrainConfig", "Diverged", "meta_train", "validation_score", "load_checkpoint"]
+__all__ = ["TrainConfig", "Diverged", "meta_train", "validation_score", "draw_validation_tasks",
+           "load_checkpoint"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,12 @@ def validation_score(optimizer, phi, tasks, config):
     """Mean over `tasks` of the meta-loss over the whole horizon (no truncation, no gradient)."""
     return float(numpy.mean([meta_loss(optimizer, phi, task, steps=config.horizon,
                                        kind=config.meta_loss)[0] for task in tasks]))
+
+
+def draw_validation_tasks(family, seed, count):
+    """The first `count` meta-validation tasks of a run with `seed`: task j from default_rng([seed, 2, j])
+    (more tasks extend the list; the first ones stay the same)."""
+    return [family.sample(numpy.random.default_rng([seed, 2, j])) for j in range(count)]
 
 
 def _checkpoint_arrays(phi_adam, best, history, config, trajectory, family):
@@ -115,8 +122,7 @@ def meta_train(optimizer, family, validation_family, config, checkpoint, resume=
     score, lower is better (default: `validation_score`, the meta-loss).
     """
     checkpoint = Path(checkpoint)
-    validation_tasks = [validation_family.sample(numpy.random.default_rng([config.seed, 2, j]))
-                        for j in range(config.validation_tasks)]
+    validation_tasks = draw_validation_tasks(validation_family, config.seed, config.validation_tasks)
     if resume:
         optimizer_saved, phi, saved = load_checkpoint(checkpoint)
         if optimizer_saved.name != optimizer.name or optimizer_saved.config != optimizer.config:

@@ -1,6 +1,10 @@
-"""experiments/validation_baselines.py: its scores are the meta-losses and per-step losses of one run."""
+"""experiments/validation_baselines.py: its scores are the meta-losses and per-step losses of one run;
+experiments/fewshot_validation.py: it scores on the episodes meta-training validated on."""
 import numpy as np
+import pytest
 
+from metalstm_np.experiments import fewshot_validation
+from metalstm_np.experiments.common import PRETRAINED
 from metalstm_np.experiments.validation_baselines import scores
 from metalstm_np.learners import Quadratic
 from metalstm_np.meta_train import TrainConfig
@@ -19,3 +23,13 @@ def test_scores_agree_with_the_unrolled_losses():
     np.testing.assert_allclose(s["log"], np.log(losses[:, 1:]).mean(), rtol=1e-12)
     assert (s["loss@4"], s["loss@10"]) == (losses[:, 4].mean(), losses[:, 10].mean())
     assert s["loss@10"] < s["loss@4"] < losses[:, 0].mean()
+
+
+def test_fewshot_validation_recomputes_the_shipped_models_early_stopping_score(capsys):
+    r"""On the 50 episodes meta-training validated on, the shipped (best) φ of the fixed-gate 5-shot
+    model scores exactly the best validation error its training log recorded."""
+    weights = PRETRAINED / "fewshot_gd_5shot.npz"
+    last = (PRETRAINED / "fewshot_gd_5shot.log.txt").read_text().splitlines()[-1].split()
+    fewshot_validation.main(["--shots", "5", "--episodes", "50", str(weights)])
+    printed = capsys.readouterr().out.split("validation error ")[1].split()[0]
+    assert float(printed) == pytest.approx(float(last[last.index("best") + 1]), abs=5e-5)

@@ -14,7 +14,7 @@ from dataclasses import replace
 import numpy
 
 from ..learners import MLP
-from ..meta_train import TrainConfig, validation_score
+from ..meta_train import TrainConfig, draw_validation_tasks, validation_score
 from ..serialization import load_phi, make_optimizer
 from ..unroll import unroll
 from .common import BASELINES, load_tuned
@@ -31,8 +31,7 @@ def scores(optimizer, phi, tasks, config, at_steps=(100, 200)):
 
 def main(weights=(), seed=0):
     config = TrainConfig(seed=seed)
-    tasks = [MLP(split="validation").sample(numpy.random.default_rng([seed, 2, j]))
-             for j in range(config.validation_tasks)]
+    tasks = draw_validation_tasks(MLP(split="validation"), seed, config.validation_tasks)
     tuned = load_tuned()["mnist"]
     rows = []
     for name in BASELINES:
