@@ -1,4 +1,4 @@
-r"""Time and memory of a 20-step unroll and its meta-gradient, and of five ways to write the cell.
+r"""Time and memory of a 20-step unroll and its meta-gradient, and of six ways to write the cell.
 
 Part 1, the learned optimizers on MNIST. The learner is metalstm_np.learners.MLP(hidden=(20,),
 activation="sigmoid", batch=128): n = 15,910 parameters. For each optimizer -- l2l() (Andrychowicz
@@ -18,16 +18,18 @@ best wall-clock times; the CPU-time ratio is printed beside it) and meta-gradien
 Part 2 (--cell-variants, on by default), the cell alone: a self-contained two-layer coordinatewise
 LSTM (H = 20 per layer) run for T = 20 steps over fixed random inputs x_t of shape (n, 2),
 n = 15,910, with the scalar Σ_t Σ_k (h_t^{(2)} w)_k as output. Forward and gradient (with respect to
-both layers' weights) for five ways of writing the same cell:
+both layers' weights) for six ways of writing the same cell:
 
     (a) library      metalstm_np.lstm.lstm_cell: [x; h] concatenated, four matrix products,
-                     σ = autograd.scipy.special.expit, tanh a primitive with tanh' = 1 − tanh²
+                     σ a primitive computed as (1 + tanh(a/2)) / 2 with σ' = σ(1 − σ),
+                     tanh a primitive with tanh' = 1 − tanh²
     (b) np.tanh      as (a) with autograd's np.tanh (its derivative is 1 / cosh²)
     (c) fused        one (D + H, 4H) matrix, its product sliced into the four gates
     (d) 1/(1+e^-a)   as (a) with the composite sigmoid 1 / (1 + exp(−a))
     (e) no concat    x W_x + h W_h instead of [x; h] W
+    (f) expit        as (a) with σ = autograd.scipy.special.expit (the library's σ until 2026-11-30)
 
-All five compute the same function from the same weights (the script checks the outputs and the
+All six compute the same function from the same weights (the script checks the outputs and the
 gradients against (a) and prints the largest difference).
 
 How it is measured. Memory first: tracemalloc is started before anything is loaded (numpy reports
@@ -75,11 +77,11 @@ from typing import Callable
 import autograd.numpy as np
 import numpy
 from autograd import value_and_grad
-from autograd.scipy.special import expit as sigmoid
+from autograd.scipy.special import expit
 
 from metalstm_np.l2l import l2l
 from metalstm_np.learners import MLP
-from metalstm_np.lstm import init_lstm, lstm_cell, lstm_zero_state, tanh
+from metalstm_np.lstm import init_lstm, lstm_cell, lstm_zero_state, sigmoid, tanh
 from metalstm_np.meta_lstm import meta_lstm
 from metalstm_np.optimizers import sgd
 from metalstm_np.unroll import meta_loss, meta_value_and_grad
@@ -192,7 +194,7 @@ def optimizer_cases(task, n):
 
 
 # ---------------------------------------------------------------------------------------------
-# Part 2: five ways to write the cell, on a self-contained two-layer unroll
+# Part 2: six ways to write the cell, on a self-contained two-layer unroll
 # ---------------------------------------------------------------------------------------------
 
 def composite_sigmoid(a):
@@ -232,6 +234,18 @@ def cell_composite_sigmoid(params, x, h, c):
     z_i = composite_sigmoid(xh @ params["W_i"] + params["b_i"])      # (n, H)
     z_f = composite_sigmoid(xh @ params["W_f"] + params["b_f"])      # (n, H)
     z_o = composite_sigmoid(xh @ params["W_o"] + params["b_o"])      # (n, H)
+    c = z_f * c + z_i * z
+    h = z_o * tanh(c)
+    return h, c
+
+
+def cell_expit(params, x, h, c):
+    r"""(f) The library's cell with scipy's σ, autograd.scipy.special.expit."""
+    xh = np.concatenate([x, h], axis=1)                    # (n, D + H)
+    z = tanh(xh @ params["W"] + params["b"])               # (n, H)
+    z_i = expit(xh @ params["W_i"] + params["b_i"])        # (n, H)
+    z_f = expit(xh @ params["W_f"] + params["b_f"])        # (n, H)
+    z_o = expit(xh @ params["W_o"] + params["b_o"])        # (n, H)
     c = z_f * c + z_i * z
     h = z_o * tanh(c)
     return h, c
@@ -284,6 +298,7 @@ VARIANTS = [
     ("(c) fused", cell_fused, lambda p, D: to_fused(p), from_fused),
     ("(d) 1/(1+e^-a)", cell_composite_sigmoid, lambda p, D: p, lambda p: p),
     ("(e) no concat", cell_no_concat, to_no_concat, from_no_concat),
+    ("(f) expit", cell_expit, lambda p, D: p, lambda p: p),
 ]
 
 
@@ -305,7 +320,7 @@ def cell_unroll(cell, layers, xs, w, hidden):
 
 
 def cell_cases(n, hidden=(20, 20), D=2):
-    """The five variants in float64 and float32, from the same weights and inputs."""
+    """The six variants in float64 and float32, from the same weights and inputs."""
     rng = numpy.random.default_rng(SEED_CELL)
     base, d = [], D
     for H in hidden:
@@ -456,7 +471,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed repeats per pass (default 3, or 1 with --quick)")
     parser.add_argument("--cell-variants", action=argparse.BooleanOptionalAction, default=True,
-                        help="also time the five ways of writing the cell (default: on)")
+                        help="also time the six ways of writing the cell (default: on)")
     parser.add_argument("--json", metavar="FILE", help="write every number to FILE")
     args = parser.parse_args(argv)
     repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)

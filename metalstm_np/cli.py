@@ -236,8 +236,25 @@ def cmd_fewshot_train(args):
         optimizer = make_optimizer("gd_lstm", z_f=1.0, z_i=args.eta or 0.1, learn_theta0=True,
                                    n_params=family.n_params)
         phi, frozen = optimizer.init_phi(init_rng), ("z_f", "z_i")
+    if args.theta0_from:
+        if not learn:
+            raise UsageError(f"--theta0-from {args.theta0_from} sets the learned θ^0: drop --fixed-theta0")
+        phi = phi if phi is not None else optimizer.init_phi(init_rng)    # what meta_train would draw
+        phi = {**phi, "c_0": theta0_from(args.theta0_from, phi["c_0"])}
     run_training(args, optimizer, family, validation, config, phi=phi, frozen=frozen,
                  score=fewshot.validation_error)
+
+
+def theta0_from(path, like):
+    """The learned θ^0 (c_0) of the weights file `path`, in the dtype of `like`, which it must match
+    in shape (the same learner)."""
+    _, phi, _ = load_phi(path)
+    if "c_0" not in phi:
+        raise UsageError(f"--theta0-from {path}: its optimizer has no learned θ^0 (no c_0 in φ)")
+    if phi["c_0"].shape != like.shape:
+        raise UsageError(f"--theta0-from {path}: its θ^0 has {phi['c_0'].shape[0]} parameters, "
+                         f"this learner {like.shape[0]}")
+    return numpy.asarray(phi["c_0"]).astype(like.dtype)
 
 
 def cmd_fewshot_evaluate(args):
@@ -381,6 +398,8 @@ def build_parser():
     ft.add_argument("--eta", type=_positive_float, default=None,
                     help="metalstm: start with z^i ≈ η (b^I = logit η); gd_lstm: the fixed z^i")
     ft.add_argument("--lstm-hidden", type=_sizes, default=(20,), help="first-layer LSTM size (20)")
+    ft.add_argument("--theta0-from", default=None, metavar="FILE.npz",
+                    help="start the learned θ^0 from this weights file's (e.g. a fixed-gate model's)")
     add_training_arguments(ft, TrainConfig(clip=0.25, validate_every=100, validation_tasks=50,
                                            trajectories=3000))
     ft.set_defaults(run=cmd_fewshot_train)

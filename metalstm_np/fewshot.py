@@ -28,7 +28,8 @@ every optimizer: hand-designed fine-tuning from the episode's random θ^0 or fro
 layers (`pretrain_classifier`, `pretrained_theta0`: the paper's "Baseline-finetune"), the
 meta-LSTM with and without learned θ^0, and the fixed-gate LSTM z^f = 1, z^i = η with learned θ^0
 (first-order MAML). `nearest_neighbour` needs no learner. `gate_trace` records the meta-LSTM's
-z^f and z^i per layer's weights and biases (the paper's figure of the gate values).
+z^f and z^i per layer's weights and biases (the paper's figure of the gate values);
+`accuracies_and_gates` scores and traces in the same runs.
 meta_lstm.init_phi_with_step starts the meta-LSTM as gradient descent with a useful step η.
 
 Default learner: one hidden layer of 32 ReLU units, 784 -> 32 -> N; 25,285 parameters at N = 5.
@@ -49,7 +50,8 @@ from .unroll import loss_and_grad, unroll
 __all__ = ["DIGITS", "IMAGES", "CLASSES", "QUERY", "rotate", "Episodes", "EpisodeTask",
            "sample_episodes", "nearest_neighbour", "accuracies", "finetune", "tune_finetune_lr",
            "pretrain_classifier", "pretrained_theta0", "mean_ci95",
-           "validation_error", "layer_parts", "gate_trace", "pool_gate_traces"]
+           "validation_error", "layer_parts", "gate_trace", "traced_run", "accuracies_and_gates",
+           "pool_gate_traces"]
 
 DIGITS = {"train": (0, 1, 2, 3), "validation": (4, 5), "test": (6, 7, 8, 9)}
 IMAGES = {"train": "train", "validation": "train", "test": "test"}    # which MNIST file
@@ -312,6 +314,12 @@ def gate_trace(optimizer, phi, task, steps, shapes=None):
     shapes (default: task.shapes, which episodes have; for a learners.MLP task pass MLP(...).shapes).
     Only for an optimizer whose state holds "z_f" and "z_i" (meta_lstm). The run is unroll's.
     """
+    return traced_run(optimizer, phi, task, steps, shapes)[0]
+
+
+def traced_run(optimizer, phi, task, steps, shapes=None):
+    r"""(gate_trace(...), the final state) of one unroll from init(φ, task.theta0): the gates are
+    recorded along the run (unroll's observe), so the run scores and traces at once."""
     shapes = task.shapes if shapes is None else shapes
     parts = layer_parts(shapes)
     state = optimizer.init(phi, task.theta0)
@@ -322,17 +330,35 @@ def gate_trace(optimizer, phi, task, steps, shapes=None):
         raise ValueError(f"layer shapes with {parts[-1][1].stop} parameters do not fit θ with "
                          f"{len(optimizer.params(state))}")
     gates = {"z_f": [], "z_i": []}
-    for k in range(steps):
-        loss, grad = loss_and_grad(task, optimizer.params(state), k + 1)
-        state = optimizer.update(phi, state, grad, loss)
+
+    def record(k, state):
         for name in gates:
             gates[name].append(numpy.asarray(state[name], dtype=float))
+
+    _, state = unroll(optimizer, phi, task, state, steps, observe=record)
     out = {"parts": [name for name, _ in parts]}
     for name, values in gates.items():
         z = numpy.array(values).reshape(steps, -1)                                   # (T, n)
         out[f"{name}_mean"] = numpy.stack([z[:, s].mean(axis=1) for _, s in parts], axis=1)
         out[f"{name}_std"] = numpy.stack([z[:, s].std(axis=1) for _, s in parts], axis=1)
-    return out
+    return out, state
+
+
+def accuracies_and_gates(optimizer, phi, episodes, steps, gate_episodes):
+    r"""(accuracies(optimizer, φ, episodes, steps), the pooled gate trace of the first
+    `gate_episodes` episodes), from one run per episode: the same numbers as accuracies and
+    pool_gate_traces of gate_trace, without running the traced episodes twice."""
+    if not 0 < gate_episodes <= len(episodes):
+        raise ValueError(f"gate_episodes = {gate_episodes!r}: expected 1 to {len(episodes)} (the episodes)")
+    accs, traces = [], []
+    for i, ep in enumerate(episodes):
+        if i < gate_episodes:
+            trace, state = traced_run(optimizer, phi, ep, steps)
+            traces.append(trace)
+        else:
+            _, state = unroll(optimizer, phi, ep, optimizer.init(phi, ep.theta0), steps)
+        accs.append(ep.accuracy(optimizer.params(state)))
+    return numpy.array(accs), pool_gate_traces(traces)
 
 
 def pool_gate_traces(traces):

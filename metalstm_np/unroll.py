@@ -57,11 +57,13 @@ def loss_and_grad(task, theta, t, second_order=False):
     return loss, grad
 
 
-def unroll(optimizer, phi, task, state, steps, t0=0, second_order=False):
+def unroll(optimizer, phi, task, state, steps, t0=0, second_order=False, observe=None):
     r"""Run `steps` updates from `state`, whose θ is θ_{t0}; returns (losses, state).
 
     losses[k] = L_{t0+k+1} = f_{t0+k+1}(θ_{t0+k}) for k = 0, ..., steps: the loss at every iterate,
     the final one included (steps + 1 values); the state is the one after the last update.
+    observe(k, state), if given, is called with the state after update k = 1, ..., steps (to record
+    what the optimizer does, e.g. its gates, without running it twice).
     """
     losses = []
     for k in range(steps + 1):
@@ -70,6 +72,8 @@ def unroll(optimizer, phi, task, state, steps, t0=0, second_order=False):
         losses.append(loss)
         if k < steps:
             state = optimizer.update(phi, state, grad, loss)
+            if observe is not None:
+                observe(k + 1, state)
     return losses, state
 
 

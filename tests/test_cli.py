@@ -153,6 +153,29 @@ def test_fewshot_train_runs_and_checks_its_flags(capsys, tmp_path):
     assert "must be in (0, 1)" in error_of(capsys, *base, "--eta", "2", "--out", str(tmp_path / "d"))
 
 
+def test_fewshot_train_theta0_from_starts_the_learned_theta0_there(capsys, tmp_path):
+    base = ["fewshot", "train", "--trajectories", "1", "--validate-every", "1", "--validation-tasks", "1",
+            "--lstm-hidden", "4", "--dtype", "float64", "--steps", "2", "--meta-lr", "1e-3"]
+    assert main(base + ["--optimizer", "gd_lstm", "--eta", "0.3", "--out", str(tmp_path / "gd")]) == 0
+    source = tmp_path / "gd" / "checkpoint.npz"
+    assert main(base + ["--eta", "0.3", "--theta0-from", str(source), "--out", str(tmp_path / "m")]) == 0
+    _, c0, _ = load_phi(source)
+    _, phi, _ = load_phi(tmp_path / "m" / "checkpoint.npz")
+    # one Adam step of size at most ~meta-lr from the source's θ^0 (a fresh draw is ~0.01 away)
+    assert np.max(np.abs(phi["c_0"] - c0["c_0"])) <= 1.01e-3
+    assert np.max(np.abs(c0["c_0"] - load_phi(tmp_path / "gd" / "best.npz")[1]["c_0"])) > 0   # it moved
+    capsys.readouterr()
+    assert "drop --fixed-theta0" in error_of(capsys, *base, "--fixed-theta0", "--theta0-from", str(source),
+                                              "--out", str(tmp_path / "x"))
+    assert "this learner" in error_of(capsys, *base, "--ways", "3", "--theta0-from", str(source),
+                                      "--out", str(tmp_path / "y"))
+    no_c0 = tmp_path / "m2"
+    assert main(base + ["--fixed-theta0", "--out", str(no_c0)]) == 0
+    capsys.readouterr()
+    assert "no learned θ^0" in error_of(capsys, *base, "--theta0-from", str(no_c0 / "best.npz"),
+                                        "--out", str(tmp_path / "z"))
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--seed", "1000"], "--seed 1000 draws the evaluation or tuning tasks"),
     (["--seed", "-3"], "expected a non-negative integer seed, got '-3'"),

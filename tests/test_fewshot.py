@@ -15,8 +15,8 @@ from scipy.special import log_softmax
 
 from conftest import mlp_task, trajectory
 from metalstm_np.data import load_mnist
-from metalstm_np.fewshot import (CLASSES, DIGITS, IMAGES, Episodes, accuracies, finetune, gate_trace,
-                                 layer_parts, mean_ci95, nearest_neighbour,
+from metalstm_np.fewshot import (CLASSES, DIGITS, IMAGES, Episodes, accuracies, accuracies_and_gates,
+                                 finetune, gate_trace, layer_parts, mean_ci95, nearest_neighbour,
                                  pool_gate_traces, pretrain_classifier, pretrained_theta0, rotate,
                                  sample_episodes, tune_finetune_lr, validation_error)
 from metalstm_np.learners import MLP
@@ -252,6 +252,35 @@ def test_gate_trace_per_layer_weights_and_biases():
     assert pooled["z_i_std"][2, 0] >= min(trace["z_i_std"][2, 0], other["z_i_std"][2, 0])
     with pytest.raises(ValueError, match="gd_lstm"):
         gate_trace(gradient_descent_lstm(), {"z_f": 1.0, "z_i": 0.1}, ep, 2)
+
+
+def test_accuracies_and_gates_are_accuracies_and_the_pooled_gate_traces_exactly():
+    r"""Scoring and tracing in one run gives the same numbers as doing them apart."""
+    eps = [episode(20 + i, k_shot=1) for i in range(3)]
+    opt = meta_lstm(hidden=4, learn_theta0=True, n_params=len(eps[0].theta0))
+    phi = init_phi_with_step(opt, np.random.default_rng(5), 0.5)
+    accs, trace = accuracies_and_gates(opt, phi, eps, 4, gate_episodes=2)
+    np.testing.assert_array_equal(accs, accuracies(opt, phi, eps, 4))
+    apart = pool_gate_traces([gate_trace(opt, phi, ep, 4) for ep in eps[:2]])
+    assert trace["parts"] == apart["parts"]
+    for key in ("z_f_mean", "z_f_std", "z_i_mean", "z_i_std"):
+        np.testing.assert_array_equal(trace[key], apart[key])
+    for bad in (0, 4):
+        with pytest.raises(ValueError, match=f"gate_episodes = {bad}"):
+            accuracies_and_gates(opt, phi, eps, 4, gate_episodes=bad)
+
+
+def test_unroll_observe_sees_every_updated_state():
+    ep = episode(23, k_shot=1)
+    opt = meta_lstm(hidden=4)
+    phi = opt.init_phi(np.random.default_rng(6))
+    seen = []
+    _, final = unroll(opt, phi, ep, opt.init(phi, ep.theta0), 3, observe=lambda k, st: seen.append((k, st)))
+    assert [k for k, _ in seen] == [1, 2, 3] and seen[-1][1] is final
+    state = opt.init(phi, ep.theta0)
+    for k in range(2):
+        _, state = unroll(opt, phi, ep, state, 1, t0=k)
+    np.testing.assert_array_equal(seen[1][1]["theta"], state["theta"])
 
 
 def test_gate_trace_on_the_mnist_mlp_task_takes_its_shapes():

@@ -1,4 +1,4 @@
-r"""Tests for metalstm_np.lstm: the coordinatewise LSTM cell and its tanh primitive.
+r"""Tests for metalstm_np.lstm: the coordinatewise LSTM cell and its σ and tanh primitives.
 
 The cell is checked against an independent plain-numpy reference (scipy's expit, numpy's tanh, one
 fused weight matrix), row by row for the coordinatewise sharing, and by autograd's check_grads.
@@ -11,7 +11,7 @@ from autograd.test_util import check_grads
 from scipy.special import expit
 
 from conftest import ravel_tree, reference_lstm_cell as reference_cell
-from metalstm_np.lstm import init_lstm, lstm_cell, lstm_zero_state, tanh
+from metalstm_np.lstm import init_lstm, lstm_cell, lstm_zero_state, sigmoid, tanh
 
 n, D, H = 5, 3, 4
 
@@ -128,6 +128,36 @@ def test_tanh_derivative_is_one_minus_tanh_squared():
 def test_tanh_check_grads(x):
     check_grads(tanh, modes=["rev"], order=2)(x)
     check_grads(lambda y: anp.sum(tanh(y) ** 2), modes=["rev"], order=2)(x)
+
+
+# ------------------------------------------------------------------------------------- sigmoid
+
+
+@pytest.mark.parametrize("dtype, atol", [("float64", 2.3e-16), ("float32", 1.2e-7)])
+def test_sigmoid_is_expit_to_within_one_rounding_of_one(dtype, atol):
+    r"""σ = (1 + tanh(x/2)) / 2 is scipy's expit up to rounding: within one ulp of 1 absolutely,
+    and relatively too wherever σ is not tiny; it keeps the input's dtype."""
+    x = np.linspace(-40.0, 40.0, 8001).astype(dtype)
+    s, e = sigmoid(x), expit(x)
+    assert s.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(s, e, rtol=0, atol=atol)
+    not_tiny = e > 1e-3
+    np.testing.assert_allclose(s[not_tiny], e[not_tiny], rtol=float(np.finfo(dtype).eps) * 300)
+    assert np.all((s >= 0) & (s <= 1)) and sigmoid(np.float64(0.0)) == 0.5
+
+
+def test_sigmoid_derivative_is_sigma_times_one_minus_sigma():
+    r"""Against σ'(x) = σ(x) σ(−x) = 1 / (4 cosh²(x/2)); 1 − σ loses relative accuracy where σ ≈ 1
+    (an absolute error of about one ulp of 1, as for tanh), hence atol."""
+    x = np.linspace(-8.0, 8.0, 97)
+    np.testing.assert_allclose(elementwise_grad(sigmoid)(x), 0.25 / np.cosh(0.5 * x) ** 2, rtol=1e-13, atol=3e-16)
+    assert grad(sigmoid)(0.0) == 0.25
+
+
+@pytest.mark.parametrize("x", [np.array([-2.0, -0.3, 0.0, 0.4, 1.7]), np.array(0.8)])
+def test_sigmoid_check_grads(x):
+    check_grads(sigmoid, modes=["rev"], order=2)(x)
+    check_grads(lambda y: anp.sum(sigmoid(y) ** 2), modes=["rev"], order=2)(x)
 
 
 # ------------------------------------------------------------------------------------- gradients

@@ -43,7 +43,7 @@ from ..serialization import WeightsError, load_phi
 
 __all__ = ["KEY", "N_WAY", "SETTINGS", "METHODS", "LEARNED", "MNIST_WEIGHTS", "PRETRAIN_SEED",
            "Protocol", "FULL", "QUICK", "load_learned", "score_learned", "jobs", "submit",
-           "setting_block", "collect", "gate_summary", "fewshot_gates", "mnist_gates", "plot_gates", "run",
+           "setting_block", "collect", "gate_summary", "mnist_gates", "plot_gates", "run",
            "fewshot_table"]
 
 KEY = "E5_fewshot"             # the block in results.json
@@ -134,19 +134,25 @@ def load_learned(weights, key, setting):
     return optimizer, phi, filename
 
 
-def score_learned(weights, key, setting, episodes):
+def score_learned(weights, key, setting, episodes, gate_episodes=0):
     r"""(per-episode query accuracies after T = setting.steps updates, info for the results) of
-    learned method `key`, or (None, {"status": "missing", ...}) if its weights file is absent."""
+    learned method `key`, or (None, {"status": "missing", ...}) if its weights file is absent.
+    With gate_episodes > 0 (for a meta-LSTM): (accs, info, the pooled gate trace of the first
+    gate_episodes episodes, recorded in the same runs, or None if the weights are absent)."""
     loaded = load_learned(weights, key, setting)
     if loaded is None:
-        return None, {"status": "missing", "weights": LEARNED[key][0].format(k=setting.k_shot)}
+        missing = None, {"status": "missing", "weights": LEARNED[key][0].format(k=setting.k_shot)}
+        return (*missing, None) if gate_episodes else missing
     optimizer, phi, filename = loaded
     with numpy.errstate(all="ignore"):       # a diverging learned optimizer scores, it does not warn
-        accs = fewshot.accuracies(optimizer, phi, episodes, setting.steps)
+        if gate_episodes:
+            accs, trace = fewshot.accuracies_and_gates(optimizer, phi, episodes, setting.steps, gate_episodes)
+        else:
+            accs = fewshot.accuracies(optimizer, phi, episodes, setting.steps)
     info = {"weights": filename, "optimizer": optimizer.name, "config": dict(optimizer.config)}
     if optimizer.name == "gd_lstm":          # the fixed gates, when they are one number each
         info.update({f"fixed_{g}": float(phi[g]) for g in ("z_f", "z_i") if numpy.size(phi[g]) == 1})
-    return accs, info
+    return (accs, info, trace) if gate_episodes else (accs, info)
 
 
 def _grid(scores):
@@ -182,13 +188,11 @@ def _learned_job(weights, key, setting, protocol):
     return score_learned(weights, key, setting, _episodes(setting, "test", protocol.episodes, EVAL_SEED))
 
 
-def _gates_job(weights, setting, protocol):
-    r"""The meta-LSTM's pooled gate trace on the first gate_episodes meta-test episodes, or None."""
-    loaded = load_learned(weights, "metalstm", setting)
-    if loaded is None:
-        return None
-    return fewshot_gates(*loaded[:2], _episodes(setting, "test", protocol.gate_episodes, EVAL_SEED),
-                         setting.steps)
+def _metalstm_job(weights, setting, protocol):
+    r"""The full meta-LSTM's (accs, info) and, recorded in the same runs, its pooled gate trace on
+    the first gate_episodes meta-test episodes: (accs, info, trace)."""
+    return score_learned(weights, "metalstm", setting, _episodes(setting, "test", protocol.episodes, EVAL_SEED),
+                         gate_episodes=protocol.gate_episodes)
 
 
 def jobs(ctx, protocol):
@@ -196,12 +200,12 @@ def jobs(ctx, protocol):
     that a process pool can run them), most expensive first. The meta-test and meta-validation
     episodes are drawn again inside each run: the same seed gives the same episodes."""
     out = {}
-    for s in SETTINGS.values():
+    for s in SETTINGS.values():       # the full meta-LSTM's run also records its gates (collect splits)
+        out[(s.key, "metalstm")] = (_metalstm_job, (ctx.weights, s, protocol))
         out.update({(s.key, key): (_learned_job, (ctx.weights, key, s, protocol))
-                    for key in LEARNED if LEARNED[key][1] == "metalstm"})
+                    for key in LEARNED if LEARNED[key][1] == "metalstm" and key != "metalstm"})
     out["mnist_gates"] = (mnist_gates, (ctx.weights, protocol.mnist_gate_steps, protocol.mnist_gate_runs))
     for s in SETTINGS.values():
-        out[(s.key, "gates")] = (_gates_job, (ctx.weights, s, protocol))
         out.update({(s.key, "finetune", name, pretrained): (_finetune_job, (s, protocol, name, pretrained))
                     for pretrained in (True, False) for name in FINETUNE})
         out.update({(s.key, key): (_learned_job, (ctx.weights, key, s, protocol))
@@ -271,12 +275,6 @@ def _trace_block(trace, **info):
             "summary": gate_summary(trace)}
 
 
-def fewshot_gates(optimizer, phi, episodes, steps):
-    """The meta-LSTM's gate trace on each episode, pooled (fewshot.gate_trace, pool_gate_traces)."""
-    with numpy.errstate(all="ignore"):
-        return fewshot.pool_gate_traces([fewshot.gate_trace(optimizer, phi, ep, steps) for ep in episodes])
-
-
 def mnist_gates(weights, steps, runs):
     r"""The pooled gate trace of the meta-LSTM trained on the MNIST MLP (metalstm_mnist.npz in the
     folder `weights`) over `steps` steps on `runs` MLP tasks drawn with EVAL_SEED, or None if the
@@ -326,6 +324,9 @@ def collect(ctx, submitted):
     Returns {"E5_fewshot": results}."""
     protocol, futures = submitted
     done = {name: future.result() for name, future in futures.items()}
+    for s in SETTINGS.values():            # the meta-LSTM's scores and its gate trace (see jobs)
+        accs, info, trace = done[(s.key, "metalstm")]
+        done[(s.key, "metalstm")], done[(s.key, "gates")] = (accs, info), trace
     learner = fewshot.Episodes()
     results = {"n_way": N_WAY, "eval_seed": EVAL_SEED, "tune_seed": TUNE_SEED,
                "learner": {"hidden": list(learner.hidden), "activation": learner.activation,
