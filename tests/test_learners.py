@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 from autograd import grad, hessian
 from autograd.test_util import check_grads
-from scipy.special import expit, logsumexp
+from scipy.special import expit, log_softmax as scipy_log_softmax, logsumexp
 
 from conftest import mlp_task
 from metalstm_np.data import load_mnist
-from metalstm_np.learners import MLP, Quadratic, Task, mlp_shapes, unflatten
+from metalstm_np.learners import MLP, Quadratic, Task, log_softmax, mlp_shapes, unflatten
 
 # ------------------------------------------------------------------------------- quadratic
 
@@ -103,6 +103,20 @@ def reference_loss(theta, X, labels, hidden, activation):
             a = act(a)
     assert start == theta.size
     return float(np.mean(logsumexp(a, axis=1) - a[np.arange(len(labels)), labels]))
+
+
+def test_log_softmax_is_scipys_without_overflow_and_its_gradient_is_exact():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((6, 5)) * 3
+    np.testing.assert_allclose(log_softmax(a), scipy_log_softmax(a, axis=1), rtol=1e-14, atol=1e-15)
+    huge = np.array([[1000.0, 0.0, -1000.0], [-800.0, -800.0, -800.0]])        # exp would overflow
+    np.testing.assert_allclose(log_softmax(huge), scipy_log_softmax(huge, axis=1), rtol=1e-15, atol=0)
+    # the shift by the row maximum is a constant to autograd; the gradient must not care
+    w = rng.standard_normal((6, 5))
+    g = grad(lambda x: np.sum(w * log_softmax(x)))(a)
+    softmax = np.exp(scipy_log_softmax(a, axis=1))
+    np.testing.assert_allclose(g, w - softmax * w.sum(axis=1, keepdims=True), rtol=1e-12, atol=1e-14)
+    check_grads(log_softmax, modes=["rev"], order=2)(a)
 
 
 def test_loss_at_zero_is_log_10():
