@@ -32,6 +32,9 @@ both layers' weights) for six ways of writing the same cell:
 All six compute the same function from the same weights (the script checks the outputs and the
 gradients against (a) and prints the largest difference).
 
+Part 3, σ alone: scipy's expit against the library's (1 + tanh(a/2)) / 2 on an (n, 20) array, in
+float64 and float32, milliseconds per call and their largest difference.
+
 How it is measured. Memory first: tracemalloc is started before anything is loaded (numpy reports
 its array allocations to it), and every pass is run once from a tracemalloc.reset_peak(); "peak MB"
 is the peak traced memory above what was already allocated at the reset, "abs MB" the peak
@@ -464,6 +467,34 @@ def print_cell_table(rows, repeats):
     print()
 
 
+def time_sigmoids(n, H=20, calls=50, repeats=3):
+    r"""Part 3: σ alone on an (n, H) array of N(0, 2²) values, scipy's expit against the library's
+    (1 + tanh(a/2)) / 2: best of `repeats` of `calls` calls, milliseconds per call."""
+    a64 = numpy.random.default_rng(SEED_CELL).normal(0.0, 2.0, size=(n, H))
+    rows = []
+    for dtype in ("float64", "float32"):
+        a = a64.astype(dtype)
+        row = {"dtype": dtype}
+        for name, fn in (("expit", expit), ("library", sigmoid)):
+            best = float("inf")
+            for _ in range(repeats):
+                start = time.perf_counter()
+                for _ in range(calls):
+                    fn(a)
+                best = min(best, time.perf_counter() - start)
+            row[name + "_ms"] = 1e3 * best / calls
+        row["max_abs_difference"] = float(numpy.max(numpy.abs(expit(a).astype(float) - sigmoid(a).astype(float))))
+        rows.append(row)
+    print(f"Part 3: σ alone on an ({n:,}, {H}) array, milliseconds per call (best of {repeats} × {calls} calls)")
+    print(f"{'dtype':<8} {'expit':>8} {'library':>8} {'ratio':>6}  max |difference|")
+    for r in rows:
+        print(f"{r['dtype']:<8} {r['expit_ms']:8.3f} {r['library_ms']:8.3f} "
+              f"{r['expit_ms'] / r['library_ms']:6.1f}  {r['max_abs_difference']:.1e}")
+    print("library: σ(a) = (1 + tanh(a/2)) / 2 (metalstm_np.lstm.sigmoid); expit: scipy.special.expit")
+    print()
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -509,6 +540,7 @@ def main(argv=None):
     print_optimizer_table(results["optimizers"], repeats)
     if args.cell_variants:
         print_cell_table(results["cell_variants"], repeats)
+    results["sigmoid"] = time_sigmoids(n, repeats=max(repeats, 3))
     total = time.perf_counter() - started
     print(f"total {total:.0f} s (traced memory runs {memory_seconds:.0f} s, timed runs "
           f"{timing_seconds:.0f} s); load average {os.getloadavg()[0]:.1f} at the end")

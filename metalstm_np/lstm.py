@@ -19,10 +19,11 @@ slower (see benchmarks/bench_unroll.py and the README). σ and tanh are autograd
 derivatives are written once in terms of their outputs, σ' = σ(1 − σ) and tanh' = 1 − tanh²,
 rather than left to autograd (which would differentiate 1 / (1 + exp(−x)) as three operations and
 tanh through 1 / cosh(x)², a transcendental function more). σ is computed as (1 + tanh(x/2)) / 2,
-the same function: scipy's expit measured ten times slower than numpy's tanh on the cell's float32
-arrays (it was a third of the time of an unroll; benchmarks/bench_unroll.py). The two agree to
-within one rounding of 1 (2.2e-16 in float64); far out in the tails (x < −37 in float64, x < −17
-in float32) this σ rounds to exactly 0 where expit returns a tiny positive number.
+the same function, because numpy's float32 tanh is vectorised and scipy's expit is not: on the
+cell's float32 arrays this σ is about four times as fast as expit, in float64 about a quarter
+slower (benchmarks/bench_unroll.py, part 3); the learned optimizers run in float32. The two agree
+to within one rounding of 1 (2.2e-16 in float64); far out in the tails (x < −37 in float64,
+x < −17 in float32) this σ rounds to exactly 0 where expit returns a tiny positive number.
 
 The weights may be float32 (the learned optimizers' `dtype` option): the cell then runs in float32,
 about twice as fast; the gradient checks use float64.
