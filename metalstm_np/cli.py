@@ -289,15 +289,13 @@ def _tune_job(job):
 
 
 def cmd_tune(args):
-    from concurrent.futures import ProcessPoolExecutor
-
-    from .experiments.common import BASELINES, SETTINGS, TUNE_SEED
+    from .experiments.common import BASELINES, SETTINGS, TUNE_SEED, process_pool
     keys = args.settings or list(SETTINGS)
     unknown = [k for k in keys if k not in SETTINGS]
     if unknown:
         raise UsageError(f"unknown setting(s) {unknown}; expected some of {list(SETTINGS)}")
     jobs = [(key, name) for key in keys for name in BASELINES]
-    with ProcessPoolExecutor(args.workers) as pool:
+    with process_pool(args.workers) as pool:
         found = dict(zip(jobs, pool.map(_tune_job, jobs)))
     out = Path(args.out)
     tuned = json.loads(out.read_text()) if out.is_file() else {}

@@ -1,6 +1,7 @@
 """`metalstm figures --quick` on the shipped weights: every figure and number is produced, and
 results.json, the README table and the figures agree with each other."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -70,3 +71,17 @@ def test_ratios_and_table_come_from_the_same_numbers(quick, tmp_path):
     assert results_table(results) in text
     ratio = results["E2_mnist"]["ratio_to_best_baseline"]["LSTM (l2l)"]["@20"]["ratio"]
     assert f"{ratio:.3f}" in text
+
+
+def test_process_pool_runs_blas_on_one_thread_and_restores_the_environment(monkeypatch):
+    from metalstm_np.experiments.common import BLAS_THREAD_VARS, process_pool
+    for v in BLAS_THREAD_VARS:
+        monkeypatch.delenv(v, raising=False)
+    with process_pool(2) as pool:
+        assert [pool.submit(os.getenv, v).result() for v in BLAS_THREAD_VARS] == ["1", "1", "1"]
+    assert not any(v in os.environ for v in BLAS_THREAD_VARS)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")               # the caller's choice is left alone
+    with process_pool(1) as pool:
+        assert pool.submit(os.getenv, "OPENBLAS_NUM_THREADS").result() == "2"
+        assert pool.submit(os.getenv, "OMP_NUM_THREADS").result() is None
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "2"

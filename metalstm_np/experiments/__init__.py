@@ -10,11 +10,10 @@ Every number in the README's results table comes from results.json (see `results
 """
 import json
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from . import e1_quadratic, e2_mnist, e3_generalization, e4_one_layer, e5_fewshot
-from .common import Context, load_tuned
+from .common import Context, load_tuned, process_pool
 
 __all__ = ["EXPERIMENTS", "run_all", "results_table", "update_readme"]
 
@@ -39,7 +38,7 @@ def run_all(out, quick=False, workers=2, only=None, tuned=None, weights=None):
     # stay busy; each E1–E4 module's run() then finds its runs cached.
     requests = [r for module in selected.values() if hasattr(module, "requests") for r in module.requests(ctx)]
     results = {"quick": quick}
-    with ProcessPoolExecutor(max(1, workers)) as pool:
+    with process_pool(max(1, workers)) as pool:
         fewshot = selected["e5"].submit(ctx, pool=pool) if "e5" in selected else None
         ctx.evaluate(requests, pool=pool)
         for key, module in selected.items():

@@ -29,7 +29,7 @@ and 5-shot, and for the meta-LSTM trained as an optimizer of the MNIST MLP (meta
 gate over updates and parts, and the smallest and largest per-update mean.
 """
 import functools
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +40,7 @@ from ..evaluation import EVAL_SEED, TUNE_SEED, task_rng
 from ..learners import MLP
 from ..optimizers import adam, sgd
 from ..serialization import WeightsError, load_phi
+from .common import process_pool
 
 __all__ = ["KEY", "N_WAY", "SETTINGS", "METHODS", "LEARNED", "MNIST_WEIGHTS", "PRETRAIN_SEED",
            "Protocol", "FULL", "QUICK", "load_learned", "score_learned", "jobs", "submit",
@@ -368,7 +369,7 @@ def run(ctx, protocol=None):
     if 1); returns {"E5_fewshot": results}. protocol: default QUICK if ctx.quick, else FULL."""
     if ctx.workers <= 1:
         return collect(ctx, submit(ctx, protocol))
-    with ProcessPoolExecutor(ctx.workers) as pool:
+    with process_pool(ctx.workers) as pool:
         return collect(ctx, submit(ctx, protocol, pool))
 
 
