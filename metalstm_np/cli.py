@@ -24,7 +24,7 @@ from .evaluation import EVAL_SEED, TUNE_SEED, run_on_tasks
 from .learners import ACTIVATIONS, MLP, Quadratic
 from .meta_lstm import init_phi_with_step
 from .meta_train import Diverged, TrainConfig, load_checkpoint, meta_train
-from .serialization import OPTIMIZERS, WeightsError, load_phi, make_optimizer
+from .serialization import OPTIMIZERS, WeightsError, load_phi, make_optimizer, save_phi
 from .unroll import KINDS
 
 __all__ = ["main"]
@@ -245,6 +245,28 @@ def cmd_fewshot_train(args):
                  score=fewshot.validation_error)
 
 
+def cmd_fewshot_pretrain(args):
+    """Baseline-finetune's θ^0 as a weights file: the hidden layers pre-trained as E5 pre-trains them
+    (experiments.e5_fewshot, PRETRAIN_SEED, FULL.pretrain_steps Adam steps on the 16 meta-train
+    classes) and a zero output layer, as the learned θ^0 of gradient descent with step --eta
+    (gd_lstm): score it with `fewshot_validation`, or start a meta-LSTM there with --theta0-from."""
+    from . import fewshot
+    from .experiments import e5_fewshot
+    out = Path(args.out)
+    if out.exists():
+        raise UsageError(f"--out {out} exists; not overwriting it")
+    learner = fewshot.Episodes(n_way=args.ways)
+    features = e5_fewshot._features(e5_fewshot.FULL.pretrain_steps)
+    n_out = learner.n_params - len(features)
+    optimizer = make_optimizer("gd_lstm", z_f=1.0, z_i=args.eta, learn_theta0=True, n_params=learner.n_params)
+    phi = {"z_f": 1.0, "z_i": args.eta, "c_0": numpy.concatenate([features, numpy.zeros(n_out)])}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_phi(out, optimizer, phi)
+    print(f"{out}: θ^0 = pre-trained hidden layers ({len(features)} parameters) + zero output layer "
+          f"({n_out}), gradient descent with step {args.eta}")
+    return 0
+
+
 def theta0_from(path, like):
     """The learned θ^0 (c_0) of the weights file `path`, in the dtype of `like`, which it must match
     in shape (the same learner)."""
@@ -401,6 +423,11 @@ def build_parser():
     add_training_arguments(ft, TrainConfig(clip=0.25, validate_every=100, validation_tasks=50,
                                            trajectories=3000))
     ft.set_defaults(run=cmd_fewshot_train)
+    fp = fs_sub.add_parser("pretrain", help="Baseline-finetune's pre-trained θ^0 as a weights file (for --theta0-from)")
+    fp.add_argument("--ways", type=_positive_int, default=5)
+    fp.add_argument("--eta", type=_gate, default=0.3, help="the step of its fixed gates z^i (0.3)")
+    fp.add_argument("--out", required=True, help="FILE.npz to write")
+    fp.set_defaults(run=cmd_fewshot_pretrain)
     fe = fs_sub.add_parser("evaluate", help="E5: every few-shot method on meta-test episodes, gate figure")
     fe.add_argument("--quick", action="store_true", help="20 episodes, short tuning: a smoke test")
     fe.add_argument("--out", default=None, help="output folder (figures/, or figures/quick/ with --quick)")

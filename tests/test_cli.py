@@ -199,3 +199,17 @@ def test_figures_refuses_quick_numbers_in_the_readme_and_a_readme_without_marker
     assert "do not go into the README" in error_of(capsys, "figures", "--quick", "--readme", str(readme))
     assert "no <!-- results:start -->" in error_of(capsys, "figures", "--readme", str(readme), "--out", str(tmp_path))
     assert readme.read_text() == "no markers here\n"
+
+
+def test_fewshot_pretrain_writes_baseline_finetunes_theta0_as_a_weights_file(capsys, tmp_path):
+    from metalstm_np.experiments import e5_fewshot
+    path = tmp_path / "bf.npz"
+    assert main(["fewshot", "pretrain", "--eta", "0.01", "--out", str(path)]) == 0
+    optimizer, phi, _ = load_phi(path, expect="gd_lstm")
+    features = e5_fewshot._features(e5_fewshot.FULL.pretrain_steps)
+    n = len(features)
+    assert optimizer.config["learn_theta0"] and phi["c_0"].shape == (n + 32 * 5 + 5,)
+    np.testing.assert_array_equal(phi["c_0"][:n], features)
+    assert not np.any(phi["c_0"][n:]) and float(phi["z_i"]) == 0.01 and float(phi["z_f"]) == 1.0
+    capsys.readouterr()
+    assert "not overwriting" in error_of(capsys, "fewshot", "pretrain", "--out", str(path))
