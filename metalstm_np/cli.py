@@ -241,6 +241,11 @@ def cmd_fewshot_train(args):
             raise UsageError(f"--theta0-from {args.theta0_from} sets the learned θ^0: drop --fixed-theta0")
         phi = phi if phi is not None else optimizer.init_phi(init_rng)    # what meta_train would draw
         phi = {**phi, "c_0": theta0_from(args.theta0_from, phi["c_0"])}
+    if args.freeze_theta0:
+        if args.optimizer != "metalstm" or not args.theta0_from:
+            raise UsageError("--freeze-theta0 keeps the θ^0 of --theta0-from and trains only the "
+                             "meta-LSTM: it needs --theta0-from and --optimizer metalstm")
+        frozen = ("c_0",)
     run_training(args, optimizer, family, validation, config, phi=phi, frozen=frozen,
                  score=fewshot.validation_error)
 
@@ -420,6 +425,8 @@ def build_parser():
     ft.add_argument("--lstm-hidden", type=_sizes, default=(20,), help="first-layer LSTM size (20)")
     ft.add_argument("--theta0-from", default=None, metavar="FILE.npz",
                     help="start the learned θ^0 from this weights file's (e.g. a fixed-gate model's)")
+    ft.add_argument("--freeze-theta0", action="store_true",
+                    help="keep the θ^0 of --theta0-from fixed: learn only the update rule")
     add_training_arguments(ft, TrainConfig(clip=0.25, validate_every=100, validation_tasks=50,
                                            trajectories=3000))
     ft.set_defaults(run=cmd_fewshot_train)

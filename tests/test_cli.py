@@ -164,7 +164,13 @@ def test_fewshot_train_theta0_from_starts_the_learned_theta0_there(capsys, tmp_p
     # one Adam step of size at most ~meta-lr from the source's θ^0 (a fresh draw is ~0.01 away)
     assert np.max(np.abs(phi["c_0"] - c0["c_0"])) <= 1.01e-3
     assert np.max(np.abs(c0["c_0"] - load_phi(tmp_path / "gd" / "best.npz")[1]["c_0"])) > 0   # it moved
+    assert main(base + ["--eta", "0.3", "--theta0-from", str(source), "--freeze-theta0",
+                        "--out", str(tmp_path / "f")]) == 0
+    _, frozen, _ = load_phi(tmp_path / "f" / "checkpoint.npz")
+    np.testing.assert_array_equal(frozen["c_0"], c0["c_0"])                  # θ^0 exactly as given
+    assert frozen["b_I"] != np.log(0.3 / 0.7)                                # the rest did train
     capsys.readouterr()
+    assert "needs --theta0-from" in error_of(capsys, *base, "--freeze-theta0", "--out", str(tmp_path / "g"))
     assert "drop --fixed-theta0" in error_of(capsys, *base, "--fixed-theta0", "--theta0-from", str(source),
                                               "--out", str(tmp_path / "x"))
     assert "this learner" in error_of(capsys, *base, "--ways", "3", "--theta0-from", str(source),
