@@ -205,16 +205,23 @@ def composite_sigmoid(a):
     return 1.0 / (1.0 + np.exp(-a))
 
 
-def cell_np_tanh(params, x, h, c):
-    r"""(b) The library's cell with autograd's np.tanh, whose rule is tanh'(a) = 1 / cosh²(a)."""
-    xh = np.concatenate([x, h], axis=1)                    # (n, D + H)
-    z = np.tanh(xh @ params["W"] + params["b"])            # (n, H)
-    z_i = sigmoid(xh @ params["W_i"] + params["b_i"])      # (n, H)
-    z_f = sigmoid(xh @ params["W_f"] + params["b_f"])      # (n, H)
-    z_o = sigmoid(xh @ params["W_o"] + params["b_o"])      # (n, H)
-    c = z_f * c + z_i * z
-    h = z_o * np.tanh(c)
-    return h, c
+def cell_with(sigma, tanh_):
+    r"""The library's cell, lstm.lstm_cell, with its σ and tanh replaced (variants (b), (d), (f))."""
+    def cell(params, x, h, c):
+        xh = np.concatenate([x, h], axis=1)                    # (n, D + H)
+        z = tanh_(xh @ params["W"] + params["b"])              # (n, H)
+        z_i = sigma(xh @ params["W_i"] + params["b_i"])        # (n, H)
+        z_f = sigma(xh @ params["W_f"] + params["b_f"])        # (n, H)
+        z_o = sigma(xh @ params["W_o"] + params["b_o"])        # (n, H)
+        c = z_f * c + z_i * z
+        h = z_o * tanh_(c)
+        return h, c
+    return cell
+
+
+cell_np_tanh = cell_with(sigmoid, np.tanh)      # (b) autograd's np.tanh, rule tanh'(a) = 1 / cosh²(a)
+cell_composite_sigmoid = cell_with(composite_sigmoid, tanh)   # (d) σ(a) = 1 / (1 + exp(−a)) written out
+cell_expit = cell_with(expit, tanh)             # (f) scipy's σ, autograd.scipy.special.expit
 
 
 def cell_fused(params, x, h, c):
@@ -225,30 +232,6 @@ def cell_fused(params, x, h, c):
     z_i = sigmoid(a[:, H:2 * H])
     z_f = sigmoid(a[:, 2 * H:3 * H])
     z_o = sigmoid(a[:, 3 * H:])
-    c = z_f * c + z_i * z
-    h = z_o * tanh(c)
-    return h, c
-
-
-def cell_composite_sigmoid(params, x, h, c):
-    r"""(d) The library's cell with σ(a) = 1 / (1 + exp(−a)) written out."""
-    xh = np.concatenate([x, h], axis=1)                              # (n, D + H)
-    z = tanh(xh @ params["W"] + params["b"])                         # (n, H)
-    z_i = composite_sigmoid(xh @ params["W_i"] + params["b_i"])      # (n, H)
-    z_f = composite_sigmoid(xh @ params["W_f"] + params["b_f"])      # (n, H)
-    z_o = composite_sigmoid(xh @ params["W_o"] + params["b_o"])      # (n, H)
-    c = z_f * c + z_i * z
-    h = z_o * tanh(c)
-    return h, c
-
-
-def cell_expit(params, x, h, c):
-    r"""(f) The library's cell with scipy's σ, autograd.scipy.special.expit."""
-    xh = np.concatenate([x, h], axis=1)                    # (n, D + H)
-    z = tanh(xh @ params["W"] + params["b"])               # (n, H)
-    z_i = expit(xh @ params["W_i"] + params["b_i"])        # (n, H)
-    z_f = expit(xh @ params["W_f"] + params["b_f"])        # (n, H)
-    z_o = expit(xh @ params["W_o"] + params["b_o"])        # (n, H)
     c = z_f * c + z_i * z
     h = z_o * tanh(c)
     return h, c

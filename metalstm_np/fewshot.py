@@ -45,7 +45,7 @@ from .evaluation import task_rng
 from .learners import (ACTIVATIONS, SPLITS, Task, mlp_logits, mlp_shapes, n_params,
                        softmax_cross_entropy)
 from .optimizers import adam
-from .unroll import loss_and_grad, unroll
+from .unroll import unroll
 
 __all__ = ["DIGITS", "IMAGES", "CLASSES", "QUERY", "rotate", "Episodes", "EpisodeTask",
            "sample_episodes", "nearest_neighbour", "accuracies", "finetune", "tune_finetune_lr",

@@ -21,9 +21,10 @@ rather than left to autograd (which would differentiate 1 / (1 + exp(−x)) as t
 tanh through 1 / cosh(x)², a transcendental function more). σ is computed as (1 + tanh(x/2)) / 2,
 the same function, because numpy's float32 tanh is vectorised and scipy's expit is not: on the
 cell's float32 arrays this σ is about four times as fast as expit; in float64 the difference
-varies from run to run (benchmarks/bench_unroll.py, part 3). The learned optimizers run in float32. The two agree
-to within one rounding of 1 (2.2e-16 in float64); far out in the tails (x < −37 in float64,
-x < −17 in float32) this σ rounds to exactly 0 where expit returns a tiny positive number.
+varies from run to run (benchmarks/bench_unroll.py, part 3). The learned optimizers run in
+float32. The two agree to within one rounding of 1 (2.2e-16 in float64); far out in the tails
+(x < −37 in float64, x < −17 in float32) this σ rounds to exactly 0 where expit returns a tiny
+positive number.
 
 The weights may be float32 (the learned optimizers' `dtype` option): the cell then runs in float32,
 about twice as fast; the gradient checks use float64.
