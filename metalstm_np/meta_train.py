@@ -8,9 +8,13 @@ For trajectory i = 0, 1, ...:
         g ← g · min(1, clip / ||g||)                            global gradient-norm clipping
         φ ← Adam(φ, g)                                          (optimizers.adam, on the flat φ)
 Every `validate_every` trajectories (and before the first) φ is scored on fixed meta-validation
-tasks (the meta-loss over the whole horizon, no truncation) and the best φ so far is kept: early
-stopping on a validation set, as in Andrychowicz et al. 2016 (sec. 3) and Ravi & Larochelle 2017. Make `trajectories` a multiple of `validate_every`, or the last ones are
-never validated.
+tasks and the best φ so far is kept: early stopping on a validation set, as in Andrychowicz et al.
+2016 (sec. 3) and Ravi & Larochelle 2017. The score is, with `validate_on`,
+    "meta-loss":  the meta-loss over the whole horizon, no truncation (the default), or
+    "final":      the training loss at the end of the horizon, L_{T+1} = f_{T+1}(θ_T), the quantity
+                  the baselines' learning rates are tuned on (tuning.py), so that the learned
+                  optimizer is selected by the same criterion as its opponents.
+Make `trajectories` a multiple of `validate_every`, or the last ones are never validated.
 
 Everything random is a function of (seed, trajectory index): trajectory i's task is drawn from
 numpy.random.default_rng([seed, 1, i]) and validation task j from default_rng([seed, 2, j]). The
@@ -33,10 +37,13 @@ from autograd.misc.flatten import flatten
 
 from .optimizers import adam
 from .serialization import load_phi, save_phi
-from .unroll import KINDS, meta_loss, meta_value_and_grad
+from .unroll import KINDS, meta_loss, meta_value_and_grad, unroll
 
-__all__ = ["TrainConfig", "Diverged", "meta_train", "validation_score", "draw_validation_tasks",
-           "load_checkpoint"]
+__all__ = ["TrainConfig", "VALIDATE_ON", "Diverged", "meta_train", "validation_score",
+           "draw_validation_tasks", "load_checkpoint"]
+
+
+VALIDATE_ON = ("meta-loss", "final")      # what early stopping scores on the validation tasks
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,7 @@ class TrainConfig:
     validate_every: int = 25      # trajectories between meta-validations (K)
     validation_tasks: int = 8     # fixed meta-validation tasks
     seed: int = 0                 # all randomness derives from it
+    validate_on: str = "meta-loss"  # early-stopping score: "meta-loss" or "final" (see above)
 
     def __post_init__(self):
         for name in ("trajectories", "horizon", "unroll", "validate_every", "validation_tasks"):
@@ -61,6 +69,8 @@ class TrainConfig:
             raise ValueError(f"meta_lr ({self.meta_lr}) and clip ({self.clip}) must be positive")
         if self.meta_loss not in KINDS:
             raise ValueError(f"unknown meta-loss {self.meta_loss!r}; expected one of {KINDS}")
+        if self.validate_on not in VALIDATE_ON:
+            raise ValueError(f"unknown validation score {self.validate_on!r}; expected one of {VALIDATE_ON}")
         if self.meta_loss == "heldout" and self.horizon != self.unroll:
             raise ValueError(f"the held-out meta-loss is taken at θ_T once per trajectory: horizon "
                              f"({self.horizon}) must equal unroll ({self.unroll})")
@@ -71,7 +81,11 @@ class Diverged(RuntimeError):
 
 
 def validation_score(optimizer, phi, tasks, config):
-    """Mean over `tasks` of the meta-loss over the whole horizon (no truncation, no gradient)."""
+    """Mean over `tasks` of the meta-loss over the whole horizon (no truncation, no gradient), or
+    with config.validate_on == "final" of the training loss after the last step, L_{T+1}."""
+    if config.validate_on == "final":
+        return float(numpy.mean([unroll(optimizer, phi, task, optimizer.init(phi, task.theta0),
+                                        config.horizon)[0][-1] for task in tasks]))
     return float(numpy.mean([meta_loss(optimizer, phi, task, steps=config.horizon,
                                        kind=config.meta_loss)[0] for task in tasks]))
 

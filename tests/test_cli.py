@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from metalstm_np.cli import main
+from metalstm_np.meta_train import load_checkpoint
 from metalstm_np.serialization import load_phi, make_optimizer, save_phi
 
 SMALL_MLP = ["--task", "mlp", "--hidden", "5", "--steps", "3", "--runs", "2"]
@@ -129,6 +130,14 @@ def test_train_writes_log_checkpoint_and_refuses_to_overwrite(capsys, tmp_path):
     assert "exists: add --resume" in error_of(capsys, *argv)
     assert main(argv + ["--resume"]) == 0                          # already complete: nothing to do
     assert len((tmp_path / "log.txt").read_text().splitlines()) == 2
+
+
+def test_train_validate_on_final_is_saved_in_the_checkpoint(tmp_path):
+    argv = ["train", "--task", "quadratic", "--lstm-hidden", "4", "--trajectories", "1", "--horizon", "2",
+            "--unroll", "2", "--validate-every", "1", "--validation-tasks", "1", "--validate-on", "final",
+            "--out", str(tmp_path)]
+    assert main(argv) == 0
+    assert load_checkpoint(tmp_path / "checkpoint.npz")[2]["config"].validate_on == "final"
 
 
 def test_train_eta_starts_the_meta_lstm_with_that_input_gate(tmp_path):

@@ -101,6 +101,20 @@ def test_meta_training_lowers_the_meta_loss_on_quadratics(tmp_path):
                                           for j in range(6)], config))
 
 
+def test_validate_on_final_scores_the_training_loss_after_the_last_step():
+    """validate_on="final": the mean over validation tasks of L_{T+1} = f_{T+1}(θ_T), the number
+    the baselines are tuned on (the last column of evaluation.run_on_tasks), not the meta-loss."""
+    from dataclasses import replace
+    from metalstm_np.evaluation import run_on_tasks
+    from metalstm_np import sgd
+    optimizer, phi, config = sgd, {"lr": 0.05, "weight_decay": 0.0}, replace(TINY, horizon=6, unroll=6)
+    tasks = [Quadratic(3).sample(np.random.default_rng([7, r])) for r in range(3)]
+    losses, _, _ = run_on_tasks(optimizer, phi, Quadratic(3), 6, 3, 7)    # the same three tasks
+    final = validation_score(optimizer, phi, tasks, replace(config, validate_on="final"))
+    assert final == np.mean(losses[:, -1])
+    assert validation_score(optimizer, phi, tasks, config) == pytest.approx(np.mean(losses[:, 1:]))
+
+
 def test_meta_lstm_with_learned_theta0_trains_c0(tmp_path):
     """With the held-out meta-loss and learned θ^0, meta-training moves c_0."""
     opt = meta_lstm(hidden=4, learn_theta0=True, n_params=3)
@@ -113,7 +127,7 @@ def test_meta_lstm_with_learned_theta0_trains_c0(tmp_path):
 
 
 @pytest.mark.parametrize("bad", [dict(horizon=10, unroll=3), dict(trajectories=0), dict(meta_lr=-1.0),
-                                 dict(meta_loss="mean")])
+                                 dict(meta_loss="mean"), dict(validate_on="last")])
 def test_bad_config_names_the_value(bad):
     with pytest.raises(ValueError, match=str(list(bad.values())[-1])):
         TrainConfig(**bad)
