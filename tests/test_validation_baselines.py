@@ -33,3 +33,14 @@ def test_fewshot_validation_recomputes_the_shipped_models_early_stopping_score(c
     fewshot_validation.main(["--shots", "5", "--episodes", "50", str(weights)])
     printed = capsys.readouterr().out.split("validation error ")[1].split()[0]
     assert float(printed) == pytest.approx(float(last[last.index("best") + 1]), abs=5e-5)
+
+
+def test_validation_baselines_scores_the_quadratic_setting_and_checks_its_flags(capsys):
+    from metalstm_np.experiments import validation_baselines
+    validation_baselines.main(["--setting", "quadratic", "--tasks", "2"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "quadratic: 2 meta-validation tasks, seed 0"
+    assert [line.split()[0] for line in out[2:]] == ["sgd", "nag", "rmsprop", "adam"]
+    with pytest.raises(SystemExit):
+        validation_baselines.main(["--tasks", "0"])
+    assert "--tasks must be at least 1, got 0" in capsys.readouterr().err

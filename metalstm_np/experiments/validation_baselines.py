@@ -1,19 +1,22 @@
-r"""Optimizers scored on the meta-validation tasks: `python -m metalstm_np.experiments.validation_baselines [FILE.npz ...]`.
+r"""Optimizers scored on the meta-validation tasks:
+`python -m metalstm_np.experiments.validation_baselines [--setting quadratic] [--tasks N] [FILE.npz ...]`.
 
-Meta-training keeps the φ with the lowest meta-validation score: the meta-loss over a 100-step
-trajectory on 8 fixed tasks of the MNIST validation split (meta_train.validation_score, seed 0, as
-`metalstm train` uses). This prints, for the four tuned baselines and for any learned optimizer's
-weights given on the command line, that score with the mean loss (`sum`) and with the mean log-loss
-(`log`) meta-loss, and the mean training loss at steps 100 and 200 on the same tasks. So the `best`
-column of a training log can be read against the baselines, and two trained optimizers can be
-compared on the validation split without looking at the evaluation tasks (seed 1000).
+Meta-training keeps the φ with the lowest meta-validation score: by default the meta-loss over a
+100-step trajectory on fixed tasks of the validation split (meta_train.validation_score, seed 0, as
+`metalstm train` uses; 8 tasks by default, --tasks N for the first N). This prints, for the four
+tuned baselines of the setting (mnist by default) and for any learned optimizer's weights given on
+the command line, that score with the mean loss (`sum`) and with the mean log-loss (`log`)
+meta-loss, and the mean training loss at steps 100 and 200 on the same tasks (loss@100 is the
+score of `metalstm train --validate-on final`). So the `best` column of a training log can be read
+against the baselines, and two trained optimizers can be compared on the validation split without
+looking at the evaluation tasks (seed 1000).
 """
-import sys
+import argparse
 from dataclasses import replace
 
 import numpy
 
-from ..learners import MLP
+from ..learners import MLP, Quadratic
 from ..meta_train import TrainConfig, draw_validation_tasks, validation_score
 from ..serialization import load_phi, make_optimizer
 from ..unroll import unroll
@@ -29,22 +32,35 @@ def scores(optimizer, phi, tasks, config, at_steps=(100, 200)):
     return out
 
 
-def main(weights=(), seed=0):
-    config = TrainConfig(seed=seed)
-    tasks = draw_validation_tasks(MLP(split="validation"), seed, config.validation_tasks)
-    tuned = load_tuned()["mnist"]
+VALIDATION_FAMILIES = {"mnist": MLP(split="validation"), "quadratic": Quadratic()}   # as `metalstm train`
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m metalstm_np.experiments.validation_baselines")
+    parser.add_argument("weights", nargs="*", help="weights files of learned optimizers")
+    parser.add_argument("--setting", choices=sorted(VALIDATION_FAMILIES), default="mnist")
+    parser.add_argument("--tasks", type=int, default=TrainConfig().validation_tasks,
+                        help="the first N meta-validation tasks (default 8)")
+    parser.add_argument("--seed", type=int, default=0, help="the training run's seed (0)")
+    args = parser.parse_args(argv)
+    if args.tasks < 1:
+        parser.error(f"--tasks must be at least 1, got {args.tasks}")
+    config = TrainConfig(seed=args.seed)
+    tasks = draw_validation_tasks(VALIDATION_FAMILIES[args.setting], args.seed, args.tasks)
+    tuned = load_tuned()[args.setting]
     rows = []
     for name in BASELINES:
         optimizer = make_optimizer(name)
         rows.append((f"{name} lr {tuned[name]:.3g}", scores(optimizer, {**optimizer.init_phi(), "lr": tuned[name]},
                                                           tasks, config)))
-    for path in weights:
+    for path in args.weights:
         optimizer, phi, _ = load_phi(path)
         rows.append((str(path), scores(optimizer, phi, tasks, config)))
+    print(f"{args.setting}: {args.tasks} meta-validation tasks, seed {args.seed}")
     print(f"{'optimizer':40s} {'sum':>8s} {'log':>8s} {'loss@100':>9s} {'loss@200':>9s}")
     for label, s in rows:
         print(f"{label:40s} {s['sum']:8.4f} {s['log']:8.4f} {s['loss@100']:9.4f} {s['loss@200']:9.4f}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()
