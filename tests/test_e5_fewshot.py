@@ -189,3 +189,20 @@ def test_cli_fewshot_evaluate_without_weights(tmp_path, capsys, monkeypatch):
     assert fewshot_table(results) in printed
     assert main(["fewshot", "evaluate", "--quick", "--weights", str(tmp_path / "nowhere")]) == 2
     assert capsys.readouterr().err.strip() == f"metalstm: error: --weights {tmp_path / 'nowhere'}: no such folder"
+
+
+def test_shipped_bf_frozen_variant_keeps_baseline_finetunes_theta0():
+    r"""pretrained/fewshot_bf_theta0_frozen/: meta-LSTMs trained with --theta0-from (`fewshot
+    pretrain`) and --freeze-theta0. Their θ^0 is Baseline-finetune's, the pre-trained hidden layers
+    and a zero output layer, unchanged by training; `fewshot evaluate --weights` that folder loads
+    them as the meta-LSTM and reports the other learned methods missing."""
+    from metalstm_np.experiments.common import PRETRAINED
+    folder = PRETRAINED / "fewshot_bf_theta0_frozen"
+    features = e5_fewshot._features(e5_fewshot.FULL.pretrain_steps)
+    for setting in SETTINGS.values():
+        optimizer, phi, _ = e5_fewshot.load_learned(folder, "metalstm", setting)
+        assert optimizer.name == "metalstm" and optimizer.config["learn_theta0"]
+        np.testing.assert_allclose(phi["c_0"][:len(features)], features, rtol=1e-6, atol=1e-9)
+        assert not np.any(phi["c_0"][len(features):])
+        for key in ("gd_learned_theta0", "metalstm_fixed_theta0"):
+            assert e5_fewshot.load_learned(folder, key, setting) is None
