@@ -208,6 +208,13 @@ def cmd_train(args):
             raise UsageError(f"--eta {args.eta} sets the meta-LSTM's initial input gate z^i; "
                              f"--optimizer {args.optimizer} has no such gate")
         phi = init_phi_with_step(optimizer, numpy.random.default_rng([args.seed, 0]), args.eta)
+    if args.init_from:
+        if args.eta is not None:
+            raise UsageError(f"--init-from {args.init_from} gives the initial φ: drop --eta {args.eta}")
+        saved, phi, _ = load_phi(args.init_from, expect=optimizer.name)
+        if saved.config != optimizer.config:
+            raise UsageError(f"--init-from {args.init_from}: its optimizer is {saved.name} {saved.config}, "
+                             f"the flags describe {optimizer.name} {optimizer.config}")
     run_training(args, optimizer, family_from_args(args, split="train"),
                  family_from_args(args, split="validation"), _train_config(args), phi=phi)
 
@@ -409,6 +416,9 @@ def build_parser():
     tr.add_argument("--horizon", type=_positive_int, default=TrainConfig().horizon)
     tr.add_argument("--unroll", type=_positive_int, default=TrainConfig().unroll)
     tr.add_argument("--meta-loss", choices=KINDS, default=TrainConfig().meta_loss)
+    tr.add_argument("--init-from", default=None, metavar="FILE.npz",
+                    help="start from the φ of this weights file (the same optimizer and config), "
+                         "e.g. to continue a trained optimizer with another unroll or meta-loss")
     tr.add_argument("--validate-on", choices=VALIDATE_ON, default=TrainConfig().validate_on,
                     help="early-stopping score: the meta-loss over the horizon (default), or the "
                          "final training loss, the baselines' tuning score")

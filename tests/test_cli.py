@@ -140,6 +140,28 @@ def test_train_validate_on_final_is_saved_in_the_checkpoint(tmp_path):
     assert load_checkpoint(tmp_path / "checkpoint.npz")[2]["config"].validate_on == "final"
 
 
+def test_train_init_from_starts_from_that_phi_and_checks_it_fits(capsys, tmp_path):
+    base = ["train", "--task", "quadratic", "--lstm-hidden", "4", "--trajectories", "1", "--horizon", "2",
+            "--unroll", "2", "--validate-every", "1", "--validation-tasks", "1"]
+    assert main(base + ["--out", str(tmp_path / "a")]) == 0
+    first = tmp_path / "a" / "checkpoint.npz"
+    # continuing from a's φ: the first validation (before any training) scores exactly a's φ
+    assert main(base + ["--init-from", str(first), "--out", str(tmp_path / "b")]) == 0
+    _, phi_a, _ = load_phi(first)
+    _, _, state_b = load_checkpoint(tmp_path / "b" / "checkpoint.npz")
+    from metalstm_np.learners import Quadratic
+    from metalstm_np.meta_train import TrainConfig, draw_validation_tasks, validation_score
+    a = load_phi(first)[0]
+    tasks = draw_validation_tasks(Quadratic(), 0, 1)
+    assert state_b["history"]["validation"][0] == validation_score(a, phi_a, tasks, TrainConfig(horizon=2, unroll=2))
+    capsys.readouterr()
+    assert "the flags describe l2l" in error_of(capsys, *base, "--lstm-hidden", "5", "--init-from", str(first),
+                                                "--out", str(tmp_path / "c"))
+    assert "holds weights for optimizer 'l2l', not 'metalstm'" in error_of(capsys, *base, "--optimizer", "metalstm", "--init-from", str(first),
+                                  "--out", str(tmp_path / "d"))
+    assert not (tmp_path / "c" / "checkpoint.npz").exists()
+
+
 def test_train_eta_starts_the_meta_lstm_with_that_input_gate(tmp_path):
     argv = ["train", "--task", "quadratic", "--optimizer", "metalstm", "--lstm-hidden", "4", "--eta", "0.25",
             "--trajectories", "1", "--horizon", "2", "--unroll", "2", "--validate-every", "1",
