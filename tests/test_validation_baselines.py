@@ -39,8 +39,17 @@ def test_validation_baselines_scores_the_quadratic_setting_and_checks_its_flags(
     from metalstm_np.experiments import validation_baselines
     validation_baselines.main(["--setting", "quadratic", "--tasks", "2"])
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "quadratic: 2 meta-validation tasks, seed 0"
+    assert out[0] == "quadratic: meta-validation tasks 0 .. 1, seed 0"
     assert [line.split()[0] for line in out[2:]] == ["sgd", "nag", "rmsprop", "adam"]
+    # task 0 alone and task 1 alone (--skip 1) average to the scores of tasks 0 and 1 (printed to 4 decimals)
+    singles = []
+    for skip in ("0", "1"):
+        validation_baselines.main(["--setting", "quadratic", "--tasks", "1", "--skip", skip])
+        singles.append(capsys.readouterr().out.splitlines())
+    assert singles[1][0] == "quadratic: meta-validation tasks 1 .. 1, seed 0"
+    numbers = [np.array([[float(x) for x in line.split()[-4:]] for line in lines[2:]]) for lines in (out, *singles)]
+    assert not np.allclose(numbers[1], numbers[2])
+    np.testing.assert_allclose((numbers[1] + numbers[2]) / 2, numbers[0], atol=1.01e-4)
     with pytest.raises(SystemExit):
         validation_baselines.main(["--tasks", "0"])
     assert "--tasks must be at least 1, got 0" in capsys.readouterr().err

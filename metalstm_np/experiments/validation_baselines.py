@@ -3,7 +3,8 @@ r"""Optimizers scored on the meta-validation tasks:
 
 Meta-training keeps the φ with the lowest meta-validation score: by default the meta-loss over a
 100-step trajectory on fixed tasks of the validation split (meta_train.validation_score, seed 0, as
-`metalstm train` uses; 8 tasks by default, --tasks N for the first N). This prints, for the four
+`metalstm train` uses; 8 tasks by default, --tasks N for the first N, --skip K to leave out the
+first K, e.g. those a run was early-stopped on, which flatter it). This prints, for the four
 tuned baselines of the setting (mnist by default) and for any learned optimizer's weights given on
 the command line, that score with the mean loss (`sum`) and with the mean log-loss (`log`)
 meta-loss, and the mean training loss at steps 100 and 200 on the same tasks (loss@100 is the
@@ -42,11 +43,16 @@ def main(argv=None):
     parser.add_argument("--tasks", type=int, default=TrainConfig().validation_tasks,
                         help="the first N meta-validation tasks (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="the training run's seed (0)")
+    parser.add_argument("--skip", type=int, default=0,
+                        help="leave out the first K tasks (e.g. those a run early-stopped on) and "
+                             "score tasks K .. K + N - 1 of the same validation stream")
     args = parser.parse_args(argv)
     if args.tasks < 1:
         parser.error(f"--tasks must be at least 1, got {args.tasks}")
+    if args.skip < 0:
+        parser.error(f"--skip must be at least 0, got {args.skip}")
     config = TrainConfig(seed=args.seed)
-    tasks = draw_validation_tasks(VALIDATION_FAMILIES[args.setting], args.seed, args.tasks)
+    tasks = draw_validation_tasks(VALIDATION_FAMILIES[args.setting], args.seed, args.skip + args.tasks)[args.skip:]
     tuned = load_tuned()[args.setting]
     rows = []
     for name in BASELINES:
@@ -56,7 +62,7 @@ def main(argv=None):
     for path in args.weights:
         optimizer, phi, _ = load_phi(path)
         rows.append((str(path), scores(optimizer, phi, tasks, config)))
-    print(f"{args.setting}: {args.tasks} meta-validation tasks, seed {args.seed}")
+    print(f"{args.setting}: meta-validation tasks {args.skip} .. {args.skip + args.tasks - 1}, seed {args.seed}")
     print(f"{'optimizer':40s} {'sum':>8s} {'log':>8s} {'loss@100':>9s} {'loss@200':>9s}")
     for label, s in rows:
         print(f"{label:40s} {s['sum']:8.4f} {s['log']:8.4f} {s['loss@100']:9.4f} {s['loss@200']:9.4f}")
