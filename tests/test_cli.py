@@ -147,18 +147,18 @@ def test_train_init_from_starts_from_that_phi_and_checks_it_fits(capsys, tmp_pat
     first = tmp_path / "a" / "checkpoint.npz"
     # continuing from a's φ: the first validation (before any training) scores exactly a's φ
     assert main(base + ["--init-from", str(first), "--out", str(tmp_path / "b")]) == 0
-    _, phi_a, _ = load_phi(first)
-    _, _, state_b = load_checkpoint(tmp_path / "b" / "checkpoint.npz")
     from metalstm_np.learners import Quadratic
     from metalstm_np.meta_train import TrainConfig, draw_validation_tasks, validation_score
-    a = load_phi(first)[0]
+    optimizer_a, phi_a, _ = load_phi(first)
+    _, _, state_b = load_checkpoint(tmp_path / "b" / "checkpoint.npz")
     tasks = draw_validation_tasks(Quadratic(), 0, 1)
-    assert state_b["history"]["validation"][0] == validation_score(a, phi_a, tasks, TrainConfig(horizon=2, unroll=2))
+    assert state_b["history"]["validation"][0] == validation_score(optimizer_a, phi_a, tasks,
+                                                                   TrainConfig(horizon=2, unroll=2))
     capsys.readouterr()
     assert "the flags describe l2l" in error_of(capsys, *base, "--lstm-hidden", "5", "--init-from", str(first),
                                                 "--out", str(tmp_path / "c"))
-    assert "holds weights for optimizer 'l2l', not 'metalstm'" in error_of(capsys, *base, "--optimizer", "metalstm", "--init-from", str(first),
-                                  "--out", str(tmp_path / "d"))
+    assert "holds weights for optimizer 'l2l', not 'metalstm'" in error_of(
+        capsys, *base, "--optimizer", "metalstm", "--init-from", str(first), "--out", str(tmp_path / "d"))
     assert not (tmp_path / "c" / "checkpoint.npz").exists()
 
 
