@@ -23,7 +23,7 @@ from .data import IDXError
 from .evaluation import EVAL_SEED, TUNE_SEED, run_on_tasks
 from .learners import ACTIVATIONS, MLP, Quadratic
 from .meta_lstm import init_phi_with_step
-from .meta_train import VALIDATE_ON, Diverged, TrainConfig, load_checkpoint, meta_train
+from .meta_train import VALIDATE_ON, WEIGHTS, Diverged, TrainConfig, load_checkpoint, meta_train
 from .serialization import OPTIMIZERS, WeightsError, load_phi, make_optimizer, save_phi
 from .unroll import KINDS
 
@@ -144,7 +144,7 @@ def _sizes(text):
 def _train_config(args, **overrides):
     """The TrainConfig from the flags; `overrides` set the fields a subcommand has no flag for."""
     names = ("trajectories", "horizon", "unroll", "meta_lr", "clip", "meta_loss", "validate_every",
-             "validation_tasks", "seed", "validate_on")
+             "validation_tasks", "seed", "validate_on", "weights")
     return TrainConfig(**{name: overrides[name] if name in overrides else getattr(args, name)
                           for name in names})
 
@@ -229,7 +229,8 @@ def cmd_fewshot_train(args):
     steps = args.steps or (12 if args.shots == 1 else 8)
     family = fewshot.Episodes(n_way=args.ways, k_shot=args.shots, split="train")
     validation = fewshot.Episodes(n_way=args.ways, k_shot=args.shots, split="validation")
-    config = _train_config(args, horizon=steps, unroll=steps, meta_loss="heldout", validate_on="meta-loss")
+    config = _train_config(args, horizon=steps, unroll=steps, meta_loss="heldout", validate_on="meta-loss",
+                           weights="uniform")
     learn = not args.fixed_theta0
     init_rng = numpy.random.default_rng([args.seed, 0])
     if args.optimizer == "metalstm":
@@ -422,6 +423,9 @@ def build_parser():
     tr.add_argument("--validate-on", choices=VALIDATE_ON, default=TrainConfig().validate_on,
                     help="early-stopping score: the meta-loss over the horizon (default), or the "
                          "final training loss, the baselines' tuning score")
+    tr.add_argument("--meta-loss-weights", dest="weights", choices=WEIGHTS, default=TrainConfig().weights,
+                    help="weights of the steps in the meta-loss: uniform (the mean, default) or "
+                         "linear (w_t ∝ t: the same total, shifted to the end of the horizon)")
     tr.set_defaults(run=cmd_train)
 
     fs = sub.add_parser("fewshot", help="few-shot learning on rotated MNIST (Ravi & Larochelle 2017)")

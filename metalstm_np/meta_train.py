@@ -16,6 +16,11 @@ tasks and the best φ so far is kept: early stopping on a validation set, as in 
                   optimizer is selected by the same criterion as its opponents.
 Make `trajectories` a multiple of `validate_every`, or the last ones are never validated.
 
+The meta-loss weighs the steps of the horizon with `weights`: "uniform" (w_t = 1/T, the mean; the
+paper's w_t = 1 up to scale) or "linear" (w_t = 2t / (T(T + 1)), t = 1..T: the same total, shifted
+towards the end of the horizon, so that the optimizer is pushed to keep making progress late
+rather than to win early; see `horizon_weights`).
+
 Everything random is a function of (seed, trajectory index): trajectory i's task is drawn from
 numpy.random.default_rng([seed, 1, i]) and validation task j from default_rng([seed, 2, j]). The
 "RNG state" is therefore the trajectory counter, and a run resumed from its checkpoint replays
@@ -39,11 +44,12 @@ from .optimizers import adam
 from .serialization import load_phi, save_phi
 from .unroll import KINDS, meta_loss, meta_value_and_grad, unroll
 
-__all__ = ["TrainConfig", "VALIDATE_ON", "Diverged", "meta_train", "validation_score",
+__all__ = ["TrainConfig", "VALIDATE_ON", "WEIGHTS", "Diverged", "horizon_weights", "piece_weights", "meta_train", "validation_score",
            "draw_validation_tasks", "load_checkpoint"]
 
 
 VALIDATE_ON = ("meta-loss", "final")      # what early stopping scores on the validation tasks
+WEIGHTS = ("uniform", "linear")           # how the meta-loss weighs the steps of the horizon
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,7 @@ class TrainConfig:
     validation_tasks: int = 8     # fixed meta-validation tasks
     seed: int = 0                 # all randomness derives from it
     validate_on: str = "meta-loss"  # early-stopping score: "meta-loss" or "final" (see above)
+    weights: str = "uniform"      # the meta-loss's weights over the horizon (see above)
 
     def __post_init__(self):
         for name in ("trajectories", "horizon", "unroll", "validate_every", "validation_tasks"):
@@ -71,6 +78,11 @@ class TrainConfig:
             raise ValueError(f"unknown meta-loss {self.meta_loss!r}; expected one of {KINDS}")
         if self.validate_on not in VALIDATE_ON:
             raise ValueError(f"unknown validation score {self.validate_on!r}; expected one of {VALIDATE_ON}")
+        if self.weights not in WEIGHTS:
+            raise ValueError(f"unknown meta-loss weights {self.weights!r}; expected one of {WEIGHTS}")
+        if self.meta_loss == "heldout" and self.weights != "uniform":
+            raise ValueError(f"the held-out meta-loss is one loss at θ_T: it has no weights over "
+                             f"steps to be {self.weights!r}")
         if self.meta_loss == "heldout" and self.horizon != self.unroll:
             raise ValueError(f"the held-out meta-loss is taken at θ_T once per trajectory: horizon "
                              f"({self.horizon}) must equal unroll ({self.unroll})")
@@ -80,14 +92,31 @@ class Diverged(RuntimeError):
     """A non-finite meta-loss or meta-gradient; the last good checkpoint is kept."""
 
 
+def horizon_weights(config):
+    r"""The meta-loss weights w_1..w_T over the horizon T, or None for "uniform" (w_t = 1/T, which
+    `meta_loss` uses by default). "linear": w_t = 2t / (T(T + 1)), which also sums to 1."""
+    if config.weights == "uniform":
+        return None
+    t = numpy.arange(1, config.horizon + 1)
+    return 2.0 * t / (config.horizon * (config.horizon + 1))
+
+
+def piece_weights(config, t0):
+    r"""The weights of the piece of `config.unroll` steps that starts at step t0: the horizon's
+    weights times horizon / unroll, so that uniform weights give every piece its own mean (1/unroll
+    per step, `meta_loss`'s default); None for "uniform"."""
+    w = horizon_weights(config)
+    return None if w is None else w[t0:t0 + config.unroll] * (config.horizon / config.unroll)
+
+
 def validation_score(optimizer, phi, tasks, config):
     """Mean over `tasks` of the meta-loss over the whole horizon (no truncation, no gradient), or
     with config.validate_on == "final" of the training loss after the last step, L_{T+1}."""
     if config.validate_on == "final":
         return float(numpy.mean([unroll(optimizer, phi, task, optimizer.init(phi, task.theta0),
                                         config.horizon)[0][-1] for task in tasks]))
-    return float(numpy.mean([meta_loss(optimizer, phi, task, steps=config.horizon,
-                                       kind=config.meta_loss)[0] for task in tasks]))
+    return float(numpy.mean([meta_loss(optimizer, phi, task, steps=config.horizon, kind=config.meta_loss,
+                                       weights=horizon_weights(config))[0] for task in tasks]))
 
 
 def draw_validation_tasks(family, seed, count):
@@ -171,7 +200,7 @@ def meta_train(optimizer, family, validation_family, config, checkpoint, resume=
             phi = unflatten(adam.params(adam_state))
             value, grad_phi, state = meta_value_and_grad(
                 optimizer, phi, task, state, steps=config.unroll, t0=piece * config.unroll,
-                kind=config.meta_loss)
+                kind=config.meta_loss, weights=piece_weights(config, piece * config.unroll))
             g, _ = flatten({k: (v if k not in frozen else 0.0 * v) for k, v in grad_phi.items()})
             if not (numpy.isfinite(value) and numpy.all(numpy.isfinite(g))):
                 raise Diverged(f"non-finite meta-{'loss' if not numpy.isfinite(value) else 'gradient'} "

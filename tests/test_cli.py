@@ -132,12 +132,16 @@ def test_train_writes_log_checkpoint_and_refuses_to_overwrite(capsys, tmp_path):
     assert len((tmp_path / "log.txt").read_text().splitlines()) == 2
 
 
-def test_train_validate_on_final_is_saved_in_the_checkpoint(tmp_path):
+def test_train_validate_on_final_and_weights_are_saved_in_the_checkpoint(tmp_path, capsys):
     argv = ["train", "--task", "quadratic", "--lstm-hidden", "4", "--trajectories", "1", "--horizon", "2",
             "--unroll", "2", "--validate-every", "1", "--validation-tasks", "1", "--validate-on", "final",
-            "--out", str(tmp_path)]
+            "--meta-loss-weights", "linear", "--out", str(tmp_path)]
     assert main(argv) == 0
-    assert load_checkpoint(tmp_path / "checkpoint.npz")[2]["config"].validate_on == "final"
+    config = load_checkpoint(tmp_path / "checkpoint.npz")[2]["config"]
+    assert (config.validate_on, config.weights) == ("final", "linear")
+    capsys.readouterr()
+    line = error_of(capsys, *argv[:-1], str(tmp_path / "b"), "--meta-loss", "heldout")
+    assert "held-out meta-loss" in line and "'linear'" in line
 
 
 def test_train_init_from_starts_from_that_phi_and_checks_it_fits(capsys, tmp_path):

@@ -175,3 +175,52 @@ def test_resume_refuses_another_task_family(tmp_path):
 def test_heldout_meta_loss_needs_one_piece_per_trajectory():
     with pytest.raises(ValueError, match=r"horizon \(6\) must equal unroll \(3\)"):
         TrainConfig(horizon=6, unroll=3, meta_loss="heldout")
+
+
+def test_linear_weights_sum_to_one_grow_with_t_and_cut_into_pieces():
+    """w_t = 2t / (T(T + 1)): positive, increasing, summing to 1 like the uniform 1/T; the pieces of
+    a truncated unroll carry the horizon's weights times horizon / unroll (uniform: 1/unroll each)."""
+    from metalstm_np.meta_train import horizon_weights, piece_weights
+    config = TrainConfig(horizon=100, unroll=20, weights="linear")
+    w = horizon_weights(config)
+    assert w.shape == (100,) and np.all(np.diff(w) > 0) and w[0] > 0
+    assert np.sum(w) == pytest.approx(1.0, abs=1e-12)
+    assert w[-1] == pytest.approx(100 * w[0])
+    pieces = np.concatenate([piece_weights(config, t0) for t0 in range(0, 100, 20)])
+    np.testing.assert_allclose(pieces, w * 5, rtol=1e-15)
+    uniform = TrainConfig(horizon=100, unroll=20)
+    assert horizon_weights(uniform) is None and piece_weights(uniform, 40) is None
+
+
+def test_linear_weights_enter_the_meta_loss_of_training_and_of_validation(tmp_path):
+    """The first trajectory's meta-loss is Σ_t w_t L_t with the linear weights on that trajectory's task
+    (not the mean), and the validation score (validate_on="meta-loss") is the same sum over the
+    losses run_on_tasks records."""
+    from dataclasses import replace
+    from metalstm_np.evaluation import run_on_tasks
+    from metalstm_np.meta_train import horizon_weights
+    from metalstm_np.unroll import meta_loss
+    from metalstm_np import sgd
+    phi = {"lr": 0.05, "weight_decay": 0.0}
+    config = replace(TINY, horizon=6, unroll=6, weights="linear", trajectories=1, validate_every=1)
+    w = horizon_weights(config)
+    tasks = [Quadratic(3).sample(np.random.default_rng([7, r])) for r in range(3)]
+    losses, _, _ = run_on_tasks(sgd, phi, Quadratic(3), 6, 3, 7)            # the same three tasks
+    assert validation_score(sgd, phi, tasks, config) == pytest.approx(np.mean(losses[:, 1:] @ w), rel=1e-12)
+    assert validation_score(sgd, phi, tasks, config) != pytest.approx(np.mean(losses[:, 1:]), rel=1e-3)
+
+    opt = l2l(hidden=(4,), dtype="float64")
+    phi0 = opt.init_phi(np.random.default_rng([config.seed, 0]))
+    _, history = meta_train(opt, Quadratic(3), Quadratic(3), config, tmp_path / "c.npz")
+    task = Quadratic(3).sample(np.random.default_rng([config.seed, 1, 0]))
+    weighted = meta_loss(opt, phi0, task, steps=6, weights=w)[0]
+    assert history["meta_loss"][0] == pytest.approx(weighted, rel=1e-12)
+    assert history["meta_loss"][0] != pytest.approx(meta_loss(opt, phi0, task, steps=6)[0], rel=1e-6)
+
+
+@pytest.mark.parametrize("bad, message", [(dict(weights="quadratic"), "quadratic"),
+                                          (dict(meta_loss="heldout", horizon=4, unroll=4, weights="linear"),
+                                           "linear")])
+def test_bad_weights_name_the_value(bad, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**bad)
