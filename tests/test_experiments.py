@@ -63,6 +63,13 @@ def test_ratios_and_table_come_from_the_same_numbers(quick, tmp_path):
             means = {b: block["methods"][b]["loss_mean@20"] for b in BASELINES}
             assert r["best_baseline"] == min(means, key=means.get)
             assert r["ratio"] == pytest.approx(block["methods"][label]["loss_mean@20"] / means[r["best_baseline"]])
+            d = r["paired_difference"]        # the mean of per-task differences is the difference of means
+            assert d["mean"] == pytest.approx(block["methods"][label]["loss_mean@20"] - means[r["best_baseline"]])
+            assert 0 <= d["wins"] <= block["runs"] and d["se"] >= 0
+    e4 = results["E4_one_layer"]
+    d = e4["two_minus_one_layer"]["@20"]
+    assert d["mean"] == pytest.approx(e4["methods"]["LSTM (l2l)"]["loss_mean@20"]
+                                      - e4["methods"]["LSTM, one layer"]["loss_mean@20"])
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- results:start -->\nold\n<!-- results:end -->\noutro\n")
     update_readme(readme, results)
@@ -71,6 +78,20 @@ def test_ratios_and_table_come_from_the_same_numbers(quick, tmp_path):
     assert results_table(results) in text
     ratio = results["E2_mnist"]["ratio_to_best_baseline"]["LSTM (l2l)"]["@20"]["ratio"]
     assert f"{ratio:.3f}" in text
+    d = results["E4_one_layer"]["two_minus_one_layer"]["@20"]
+    assert f"| two layers, against one layer | 20 | (one layer) |" in text
+    assert f"{d['mean']:+.4f} ± {d['se']:.4f} | {d['wins']} of 3 |" in text
+
+
+def test_paired_difference_is_per_task():
+    """A − B task by task at step t: mean, standard error of the mean (ddof 1), tasks where A is lower."""
+    from metalstm_np.experiments.common import paired_difference
+    a = np.array([[9.0, 1.0], [9.0, 2.0], [9.0, 6.0]])
+    b = np.array([[0.0, 2.0], [0.0, 4.0], [0.0, 5.0]])
+    d = paired_difference(a, b, 1)                     # differences -1, -2, +1
+    assert d["mean"] == pytest.approx(-2 / 3) and d["wins"] == 2
+    assert d["se"] == pytest.approx(np.std([-1, -2, 1], ddof=1) / np.sqrt(3))
+    assert np.isnan(paired_difference(a, np.array([[0, np.inf]] * 3), 1)["mean"])
 
 
 def test_process_pool_runs_blas_on_one_thread_and_restores_the_environment(monkeypatch):

@@ -14,6 +14,9 @@ from pathlib import Path
 
 from . import e1_quadratic, e2_mnist, e3_generalization, e4_one_layer, e5_fewshot
 from .common import Context, load_tuned, process_pool
+from .e4_one_layer import LEARNED_BOTH
+
+E4_TWO, E4_ONE = LEARNED_BOTH          # the labels of the two- and the one-layer optimizer
 
 __all__ = ["EXPERIMENTS", "run_all", "results_table", "update_readme"]
 
@@ -54,6 +57,10 @@ def _fmt(mean, std=None):
     return f"{mean:.4g}" if std is None else f"{mean:.4g} ± {std:.2g}"
 
 
+def _paired(d, runs):
+    return f"{d['mean']:+.4f} ± {d['se']:.4f} | {d['wins']} of {runs} |"
+
+
 def results_table(results):
     """The README's results table (Markdown), generated from results.json."""
     experiments = sorted(k for k in results if k[:1] == "E" and "methods" in results[k])  # E1–E4
@@ -72,12 +79,19 @@ def results_table(results):
             cells.append(_fmt(s["test_accuracy_mean"], s["test_accuracy_std"])
                          if "test_accuracy_mean" in s else "")
             rows.append("| " + " | ".join(cells) + " |")
-    rows += ["", "| experiment | learned optimizer | step | best tuned baseline | loss ratio (learned / best) |",
-             "| --- | --- | --- | --- | --- |"]
+    rows += ["", "| experiment | learned optimizer | step | best tuned baseline | loss ratio (learned / best) "
+             "| paired difference (learned − best) ± s.e. | tasks where learned is lower |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for key in experiments:
-        for method, at in results[key]["ratio_to_best_baseline"].items():
+        block = results[key]
+        for method, at in block["ratio_to_best_baseline"].items():
             for step, r in at.items():
-                rows.append(f"| {key} | {method} | {step[1:]} | {r['best_baseline']} | {r['ratio']:.3f} |")
+                rows.append(f"| {key} | {method} | {step[1:]} | {r['best_baseline']} | {r['ratio']:.3f} | "
+                            + _paired(r["paired_difference"], block["runs"]))
+        for step, d in block.get("two_minus_one_layer", {}).items():      # E4: the two learned ones
+            ratio = block["methods"][E4_TWO][f"loss_mean{step}"] / block["methods"][E4_ONE][f"loss_mean{step}"]
+            rows.append(f"| {key} | two layers, against one layer | {step[1:]} | (one layer) | {ratio:.3f} | "
+                        + _paired(d, block["runs"]))
     fewshot = e5_fewshot.fewshot_table(results)
     return "\n".join(rows) + "\n" + (f"\n{fewshot}" if fewshot else "")
 

@@ -179,6 +179,18 @@ def summarize(result, at_steps):
     return summary
 
 
+def paired_difference(losses_a, losses_b, t):
+    r"""A against B at step t on the same tasks (every method runs on the same EVAL_SEED tasks: the
+    same θ^0 and minibatch order), per task d_r = L^A_r − L^B_r: {"mean": mean d, "se": its standard
+    error std(d, ddof=1)/√runs, "wins": the number of tasks where A is lower}. Pairing removes the
+    spread between tasks, which dominates the std of either method's loss."""
+    d = numpy.asarray(losses_a)[:, t] - numpy.asarray(losses_b)[:, t]
+    if not numpy.all(numpy.isfinite(d)):
+        return {"mean": float("nan"), "se": float("nan"), "wins": int(numpy.sum(d < 0))}
+    se = float(d.std(ddof=1) / numpy.sqrt(len(d))) if len(d) > 1 else float("nan")
+    return {"mean": float(d.mean()), "se": se, "wins": int(numpy.sum(d < 0))}
+
+
 def plot_curves(ax, curves, title, log=True):
     """Mean loss per step with a band of ± one standard error over runs; curves: {label: (runs, T+1)}."""
     for label, losses in curves.items():
@@ -204,7 +216,8 @@ def compare(ctx, setting, learned, at_steps=(100, 200)):
 
     Returns (curves {label: losses (runs, T+1)}, results dict for results.json): per method the
     summary at `at_steps`, and per learned optimizer its ratio to the best tuned baseline's mean
-    loss at each step (below 1: the learned optimizer is better).
+    loss at each step (below 1: the learned optimizer is better) with the paired difference on the
+    same tasks (`paired_difference`, learned − best).
     """
     methods = ctx.methods(setting, learned)
     evaluated = ctx.evaluate([(setting, methods)])
@@ -219,7 +232,8 @@ def compare(ctx, setting, learned, at_steps=(100, 200)):
             best = min(BASELINES, key=lambda b: summaries[b][f"loss_mean@{t}"])
             results["ratio_to_best_baseline"].setdefault(label, {})[f"@{t}"] = {
                 "best_baseline": best,
-                "ratio": summaries[label][f"loss_mean@{t}"] / summaries[best][f"loss_mean@{t}"]}
+                "ratio": summaries[label][f"loss_mean@{t}"] / summaries[best][f"loss_mean@{t}"],
+                "paired_difference": paired_difference(curves[label], curves[best], t)}
     return curves, results
 
 

@@ -2,7 +2,7 @@ r"""E4 — why the second LSTM layer: a one-layer LSTM optimizer trained exactly
 task family, horizon, truncation, meta-learning rate and number of trajectories), against the
 two-layer one and the tuned baselines on the E2 protocol.
 """
-from .common import SETTINGS, compare, save_figure
+from .common import SETTINGS, compare, paired_difference, save_figure
 from .e2_mnist import LEARNED
 
 LEARNED_BOTH = {**LEARNED, "LSTM, one layer": "l2l1_mnist.npz"}
@@ -16,5 +16,8 @@ def requests(ctx):
 def run(ctx):
     setting = SETTINGS["mnist"]
     curves, results = compare(ctx, setting, LEARNED_BOTH)
+    two, one = LEARNED_BOTH                                 # labels: two layers (E2's), one layer
+    results["two_minus_one_layer"] = {at: paired_difference(curves[two], curves[one], int(at[1:]))
+                                      for at in results["ratio_to_best_baseline"][two]}
     save_figure(ctx.out / "e4_one_layer.png", [(curves, f"{setting.title}: one vs two LSTM layers")])
     return {"E4_one_layer": results}
