@@ -44,8 +44,8 @@ from .optimizers import adam
 from .serialization import load_phi, save_phi
 from .unroll import KINDS, meta_loss, meta_value_and_grad, unroll
 
-__all__ = ["TrainConfig", "VALIDATE_ON", "WEIGHTS", "Diverged", "horizon_weights", "piece_weights", "meta_train", "validation_score",
-           "draw_validation_tasks", "load_checkpoint"]
+__all__ = ["TrainConfig", "VALIDATE_ON", "WEIGHTS", "Diverged", "horizon_weights", "piece_weights",
+           "meta_train", "validation_score", "draw_validation_tasks", "load_checkpoint"]
 
 
 VALIDATE_ON = ("meta-loss", "final")      # what early stopping scores on the validation tasks

@@ -185,10 +185,11 @@ def paired_difference(losses_a, losses_b, t):
     error std(d, ddof=1)/√runs, "wins": the number of tasks where A is lower}. Pairing removes the
     spread between tasks, which dominates the std of either method's loss."""
     d = numpy.asarray(losses_a)[:, t] - numpy.asarray(losses_b)[:, t]
-    if not numpy.all(numpy.isfinite(d)):
-        return {"mean": float("nan"), "se": float("nan"), "wins": int(numpy.sum(d < 0))}
+    wins = int(numpy.sum(d < 0))
+    if not numpy.all(numpy.isfinite(d)):                 # a diverged run: no mean difference
+        return {"mean": float("nan"), "se": float("nan"), "wins": wins}
     se = float(d.std(ddof=1) / numpy.sqrt(len(d))) if len(d) > 1 else float("nan")
-    return {"mean": float(d.mean()), "se": se, "wins": int(numpy.sum(d < 0))}
+    return {"mean": float(d.mean()), "se": se, "wins": wins}
 
 
 def plot_curves(ax, curves, title, log=True):
