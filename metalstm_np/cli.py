@@ -15,6 +15,7 @@ import argparse
 import json
 import shlex
 import sys
+import time
 from pathlib import Path
 
 import numpy
@@ -24,6 +25,7 @@ from .evaluation import EVAL_SEED, TUNE_SEED, run_on_tasks
 from .learners import ACTIVATIONS, MLP, Quadratic
 from .meta_lstm import init_phi_with_step
 from .meta_train import VALIDATE_ON, WEIGHTS, Diverged, TrainConfig, load_checkpoint, meta_train
+from .pool import WorkerLost, process_pool
 from .serialization import OPTIMIZERS, WeightsError, load_phi, make_optimizer, save_phi
 from .unroll import KINDS
 
@@ -144,7 +146,7 @@ def _sizes(text):
 def _train_config(args, **overrides):
     """The TrainConfig from the flags; `overrides` set the fields a subcommand has no flag for."""
     names = ("trajectories", "horizon", "unroll", "meta_lr", "clip", "meta_loss", "validate_every",
-             "validation_tasks", "seed", "validate_on", "weights")
+             "validation_tasks", "seed", "validate_on", "weights", "tasks_per_update")
     return TrainConfig(**{name: overrides[name] if name in overrides else getattr(args, name)
                           for name in names})
 
@@ -168,10 +170,15 @@ def run_training(args, optimizer, family, validation, config, **meta_train_optio
     from tqdm import tqdm
     bar = tqdm(total=config.trajectories, desc="meta-training", unit="traj", dynamic_ncols=True)
     log = open(out / "log.txt", "a")
+    started = {}
 
     def report(info):
+        if not started:
+            started.update(at=time.perf_counter() - info["seconds"], trajectory=bar.n)
         bar.n = info["trajectory"]
-        bar.set_postfix(meta_loss=f"{info['meta_loss']:.4g}", best_val=f"{info['best_validation']:.4g}")
+        per_hour = 3600 * (info["trajectory"] - started["trajectory"]) / (time.perf_counter() - started["at"])
+        bar.set_postfix(traj_per_h=f"{per_hour:.0f}", meta_loss=f"{info['meta_loss']:.4g}",
+                        best_val=f"{info['best_validation']:.4g}")
         bar.refresh()
         line = (f"trajectory {info['trajectory']:6d}  meta-loss {info['meta_loss']:.6g}  "
                 f"seconds {info['seconds']:.2f}")
@@ -183,9 +190,10 @@ def run_training(args, optimizer, family, validation, config, **meta_train_optio
     try:
         if args.resume:
             bar.update(load_checkpoint(checkpoint)[2]["trajectory"])
-        meta_train(optimizer, family, validation, config, checkpoint, resume=args.resume,
-                   callback=report, best_path=out / "best.npz", **meta_train_options)
-    except Diverged as e:
+        with process_pool(args.workers) as pool:      # W = 1 too: BLAS on one thread, as with W = 2
+            meta_train(optimizer, family, validation, config, checkpoint, resume=args.resume,
+                       callback=report, best_path=out / "best.npz", pool=pool, **meta_train_options)
+    except (Diverged, WorkerLost) as e:
         raise UsageError(str(e)) from None
     finally:
         bar.close()
@@ -295,8 +303,6 @@ def theta0_from(path, like):
 def cmd_fewshot_evaluate(args):
     """E5 alone (experiments/e5_fewshot.py): the accuracy table, the gate figure and
     DIR/fewshot_results.json; a learned method whose weights file is absent is reported missing."""
-    import time
-
     from .experiments import e5_fewshot
     from .experiments.common import PRETRAINED, Context
     weights = Path(args.weights) if args.weights else PRETRAINED
@@ -368,8 +374,9 @@ def cmd_figures(args):
         print(f"updated the results table in {args.readme}")
 
 
-def add_training_arguments(parser, defaults):
-    """The meta-training flags shared by `train` and `fewshot train`; `defaults` is a TrainConfig."""
+def add_training_arguments(parser, defaults, what="tasks"):
+    """The meta-training flags shared by `train` and `fewshot train`; `defaults` is a TrainConfig,
+    `what` the name of a task in the help ("episodes" for few-shot)."""
     parser.add_argument("--p", type=_positive_float, default=10.0, help="preprocessing exponent p (10)")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--trajectories", type=_positive_int, default=defaults.trajectories)
@@ -380,6 +387,13 @@ def add_training_arguments(parser, defaults):
     parser.add_argument("--seed", type=_seed, default=defaults.seed)
     parser.add_argument("--out", required=True, help="folder for checkpoint.npz, best.npz, log.txt")
     parser.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
+    parser.add_argument("--tasks-per-update", type=_positive_int, default=defaults.tasks_per_update,
+                        help=f"B: {what} whose meta-gradients each meta-update averages "
+                             f"({defaults.tasks_per_update}); --trajectories and --validate-every "
+                             "count them and must be multiples of B")
+    parser.add_argument("--workers", type=_positive_int, default=1,
+                        help="processes that run the B unrolls of a meta-update and the validation "
+                             "(1: here); the result is the same, bit for bit, for any number")
 
 
 def build_parser():
@@ -445,7 +459,7 @@ def build_parser():
     ft.add_argument("--freeze-theta0", action="store_true",
                     help="keep the θ^0 of --theta0-from fixed: learn only the update rule")
     add_training_arguments(ft, TrainConfig(clip=0.25, validate_every=100, validation_tasks=50,
-                                           trajectories=3000))
+                                           trajectories=3000), what="episodes")
     ft.set_defaults(run=cmd_fewshot_train)
     fp = fs_sub.add_parser("pretrain", help="Baseline-finetune's pre-trained θ^0 as a weights file (for --theta0-from)")
     fp.add_argument("--ways", type=_positive_int, default=5)

@@ -1,9 +1,12 @@
 r"""Running one optimizer on fresh tasks: the numbers every table and figure is made of."""
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy
 
 from .unroll import unroll
 
-__all__ = ["run_on_tasks", "task_rng", "EVAL_SEED", "TUNE_SEED"]
+__all__ = ["run_on_tasks", "task_rng", "Score", "mean", "EVAL_SEED", "TUNE_SEED"]
 
 EVAL_SEED = 1000     # the tasks every reported number is measured on
 TUNE_SEED = 2000     # the tasks the baselines' learning rates are tuned on (disjoint from EVAL_SEED's)
@@ -31,3 +34,22 @@ def run_on_tasks(optimizer, phi, family, steps, runs, seed):
         thetas.append(optimizer.params(state))
         tasks.append(task)
     return numpy.array(losses), thetas, tasks
+
+
+def mean(values):
+    """The mean of per-task values, as a float."""
+    return float(numpy.mean(values))
+
+
+@dataclass(frozen=True)
+class Score:
+    r"""A score of φ on a set of tasks, lower is better: `summary` of the per-task values
+    [per_task(optimizer, φ, task, config) for task in tasks]. Split in two so that the per-task
+    values can be computed in worker processes (per_task must then be a top-level function) and
+    summarised here, in task order: the same number, bit for bit, however many workers there are."""
+
+    per_task: Callable              # (optimizer, φ, task, config) -> float
+    summary: Callable = mean        # [float] -> float
+
+    def __call__(self, optimizer, phi, tasks, config):
+        return self.summary([self.per_task(optimizer, phi, task, config) for task in tasks])

@@ -41,7 +41,7 @@ import numpy
 from autograd import value_and_grad
 
 from .data import load_mnist
-from .evaluation import task_rng
+from .evaluation import Score, task_rng
 from .learners import (ACTIVATIONS, SPLITS, Task, mlp_logits, mlp_shapes, n_params,
                        softmax_cross_entropy)
 from .optimizers import adam
@@ -50,7 +50,7 @@ from .unroll import unroll
 __all__ = ["DIGITS", "IMAGES", "CLASSES", "QUERY", "rotate", "Episodes", "EpisodeTask",
            "sample_episodes", "nearest_neighbour", "accuracies", "finetune", "tune_finetune_lr",
            "pretrain_classifier", "pretrained_theta0", "mean_ci95",
-           "validation_error", "layer_parts", "gate_trace", "traced_run", "accuracies_and_gates",
+           "query_accuracy", "validation_error", "layer_parts", "gate_trace", "traced_run", "accuracies_and_gates",
            "pool_gate_traces"]
 
 DIGITS = {"train": (0, 1, 2, 3), "validation": (4, 5), "test": (6, 7, 8, 9)}
@@ -286,10 +286,18 @@ def mean_ci95(accs):
     return float(accs.mean()), float(1.96 * accs.std(ddof=1) / numpy.sqrt(len(accs)))
 
 
-def validation_error(optimizer, phi, tasks, config):
-    r"""1 − mean query accuracy at θ^T, T = config.horizon, over `tasks`: lower is better, with the
-    signature of meta_train.validation_score, for early stopping on meta-validation accuracy."""
-    return 1.0 - float(numpy.mean(accuracies(optimizer, phi, tasks, config.horizon)))
+def query_accuracy(optimizer, phi, episode, config):
+    r"""The query accuracy of one episode at θ^T, T = config.horizon (`accuracies` of one episode)."""
+    return float(accuracies(optimizer, phi, [episode], config.horizon)[0])
+
+
+def _one_minus_mean(accuracies):
+    return 1.0 - float(numpy.mean(accuracies))
+
+
+# 1 − mean query accuracy at θ^T over the tasks: lower is better, a meta_train score for early
+# stopping on meta-validation accuracy; called like meta_train.validation_score.
+validation_error = Score(query_accuracy, _one_minus_mean)
 
 
 # ------------------------------------------------------------------------------------ gate trace

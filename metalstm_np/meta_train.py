@@ -1,12 +1,16 @@
 r"""Meta-training: gradient descent on φ through unrolled optimization.
 
-For trajectory i = 0, 1, ...:
-    draw a fresh task from the family (new θ^0, new minibatch order, new quadratic);
-    state = init(φ, θ^0);
-    for each piece of `unroll` steps of the `horizon` (truncated BPTT, state carried over):
-        g = ∂ meta-loss / ∂φ of the piece                       (unroll.meta_value_and_grad)
+For meta-update u = 0, 1, ..., with B = `tasks_per_update` (the papers' minibatch of functions):
+    draw B fresh tasks from the family, trajectories i = uB, ..., uB + B − 1 (new θ^0, new
+    minibatch order, new quadratic); state_i = init(φ, θ^0_i);
+    for each piece of `unroll` steps of the `horizon` (truncated BPTT, each task's state carried over):
+        g = (1/B) Σ_i ∂ meta-loss_i / ∂φ of the piece             (unroll.meta_value_and_grad)
         g ← g · min(1, clip / ||g||)                            global gradient-norm clipping
         φ ← Adam(φ, g)                                          (optimizers.adam, on the flat φ)
+The B unrolls of a piece are independent: with a `pool` (pool.py) they run in worker processes,
+and the parent sums their meta-gradients in task order, so the result is the same, bit for bit,
+with any number of workers. B = 1 is one task per meta-update.
+
 Every `validate_every` trajectories (and before the first) φ is scored on fixed meta-validation
 tasks and the best φ so far is kept: early stopping on a validation set, as in Andrychowicz et al.
 2016 (sec. 3) and Ravi & Larochelle 2017. The score is, with `validate_on`,
@@ -14,24 +18,29 @@ tasks and the best φ so far is kept: early stopping on a validation set, as in 
     "final":      the training loss at the end of the horizon, L_{T+1} = f_{T+1}(θ_T), the quantity
                   the baselines' learning rates are tuned on (tuning.py), so that the learned
                   optimizer is selected by the same criterion as its opponents.
-Make `trajectories` a multiple of `validate_every`, or the last ones are never validated.
+`trajectories` and `validate_every` count tasks and are multiples of B; make `trajectories` a
+multiple of `validate_every` too, or the last ones are never validated.
 
 The meta-loss weighs the steps of the horizon with `weights`: "uniform" (w_t = 1/T, the mean; the
 paper's w_t = 1 up to scale) or "linear" (w_t = 2t / (T(T + 1)), t = 1..T: the same total, shifted
 towards the end of the horizon, so that the optimizer is pushed to keep making progress late
 rather than to win early; see `horizon_weights`).
 
-Everything random is a function of (seed, trajectory index): trajectory i's task is drawn from
-numpy.random.default_rng([seed, 1, i]) and validation task j from default_rng([seed, 2, j]). The
+Everything random is a function of (seed, trajectory index), whatever B: trajectory i's task is
+drawn from numpy.random.default_rng([seed, 1, i]) and validation task j from
+default_rng([seed, 2, j]). The
 "RNG state" is therefore the trajectory counter, and a run resumed from its checkpoint replays
 exactly what an uninterrupted run would have done: the same φ, bit for bit (on the same machine,
 BLAS build and thread count; floating-point sums are not associative).
 
-A checkpoint (written atomically after every trajectory) holds φ, the Adam state, the best φ and
-its validation score, the trajectory counter, the history of meta-losses and validation scores, and
-the config. A NaN or inf in a meta-loss or meta-gradient stops the run with a `Diverged` naming the
-trajectory and piece; the checkpoint on disk is then still the last good one.
+A checkpoint (written atomically after every meta-update) holds φ, the Adam state, the best φ and
+its validation score, the trajectory counter, the history of meta-losses (one per trajectory) and
+validation scores, and the config (B included: a run is resumed with the B it was made with). A
+NaN or inf in a meta-loss or meta-gradient stops the run with a `Diverged` naming the trajectory
+and piece, and a worker process that dies stops it with a `WorkerLost` (pool.py); the checkpoint
+on disk is then still the last good one.
 """
+import functools
 import json
 import time
 from dataclasses import asdict, dataclass, replace
@@ -40,11 +49,13 @@ from pathlib import Path
 import numpy
 from autograd.misc.flatten import flatten
 
-from .optimizers import adam
+from .evaluation import Score
+from .optimizers import Optimizer, adam
+from .pool import WorkerLost, run_jobs
 from .serialization import load_phi, save_phi
 from .unroll import KINDS, meta_loss, meta_value_and_grad, unroll
 
-__all__ = ["TrainConfig", "VALIDATE_ON", "WEIGHTS", "Diverged", "horizon_weights", "piece_weights",
+__all__ = ["TrainConfig", "VALIDATE_ON", "WEIGHTS", "Diverged", "WorkerLost", "horizon_weights", "piece_weights",
            "meta_train", "validation_score", "draw_validation_tasks", "load_checkpoint"]
 
 
@@ -65,13 +76,19 @@ class TrainConfig:
     seed: int = 0                 # all randomness derives from it
     validate_on: str = "meta-loss"  # early-stopping score: "meta-loss" or "final" (see above)
     weights: str = "uniform"      # the meta-loss's weights over the horizon (see above)
+    tasks_per_update: int = 1     # B: tasks whose meta-gradients each meta-update averages
 
     def __post_init__(self):
-        for name in ("trajectories", "horizon", "unroll", "validate_every", "validation_tasks"):
+        for name in ("trajectories", "horizon", "unroll", "validate_every", "validation_tasks",
+                     "tasks_per_update"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.horizon % self.unroll:
             raise ValueError(f"horizon {self.horizon} is not a multiple of unroll {self.unroll}")
+        for name in ("trajectories", "validate_every"):
+            if getattr(self, name) % self.tasks_per_update:
+                raise ValueError(f"{name} ({getattr(self, name)}) is not a multiple of tasks_per_update "
+                                 f"({self.tasks_per_update}): meta-updates take whole batches of tasks")
         if not (self.meta_lr > 0 and self.clip > 0):
             raise ValueError(f"meta_lr ({self.meta_lr}) and clip ({self.clip}) must be positive")
         if self.meta_loss not in KINDS:
@@ -109,14 +126,17 @@ def piece_weights(config, t0):
     return None if w is None else w[t0:t0 + config.unroll] * (config.horizon / config.unroll)
 
 
-def validation_score(optimizer, phi, tasks, config):
-    """Mean over `tasks` of the meta-loss over the whole horizon (no truncation, no gradient), or
-    with config.validate_on == "final" of the training loss after the last step, L_{T+1}."""
+def _task_validation_score(optimizer, phi, task, config):
+    """One validation task's score: its meta-loss over the whole horizon (no truncation, no
+    gradient), or with config.validate_on == "final" its training loss after the last step, L_{T+1}."""
     if config.validate_on == "final":
-        return float(numpy.mean([unroll(optimizer, phi, task, optimizer.init(phi, task.theta0),
-                                        config.horizon)[0][-1] for task in tasks]))
-    return float(numpy.mean([meta_loss(optimizer, phi, task, steps=config.horizon, kind=config.meta_loss,
-                                       weights=horizon_weights(config))[0] for task in tasks]))
+        return float(unroll(optimizer, phi, task, optimizer.init(phi, task.theta0), config.horizon)[0][-1])
+    return float(meta_loss(optimizer, phi, task, steps=config.horizon, kind=config.meta_loss,
+                           weights=horizon_weights(config))[0])
+
+
+# The default validation score: the mean over the tasks of _task_validation_score.
+validation_score = Score(_task_validation_score)
 
 
 def draw_validation_tasks(family, seed, count):
@@ -150,22 +170,79 @@ def load_checkpoint(path):
     return optimizer, phi, state
 
 
+@dataclass(frozen=True)
+class _Piece:
+    """One unroll piece of one task of a meta-update: a plain description a worker can run."""
+
+    optimizer: Optimizer
+    family: object
+    config: TrainConfig
+    index: int                  # the trajectory: its task is family.sample(default_rng([seed, 1, index]))
+    piece: int                  # steps piece·unroll + 1 ... (piece + 1)·unroll of its horizon
+    phi: dict
+    state: object               # the optimizer state the piece starts from; None: init(φ, θ^0)
+    frozen: tuple
+
+
+@dataclass(frozen=True)
+class _Validation:
+    """One meta-validation task's score under φ."""
+
+    optimizer: Optimizer
+    family: object
+    config: TrainConfig
+    index: int                  # task j = family.sample(default_rng([seed, 2, j]))
+    phi: dict
+    per_task: object            # Score.per_task
+
+
+@functools.lru_cache(maxsize=64)
+def _task(family, seed, stream, index):
+    """The task drawn from default_rng([seed, stream, index]) (stream 1: training, 2: validation),
+    kept for the next pieces of its trajectory, which a worker may run too."""
+    return family.sample(numpy.random.default_rng([seed, stream, index]))
+
+
+def _run_piece(job):
+    """(meta-loss, flat meta-gradient with the frozen keys zeroed, final state) of one piece."""
+    config, t0 = job.config, job.piece * job.config.unroll
+    task = _task(job.family, config.seed, 1, job.index)
+    value, grad_phi, state = meta_value_and_grad(
+        job.optimizer, job.phi, task, job.state, steps=config.unroll, t0=t0, kind=config.meta_loss,
+        weights=piece_weights(config, t0))
+    g, _ = flatten({k: (v if k not in job.frozen else 0.0 * v) for k, v in grad_phi.items()})
+    return value, g, state
+
+
+def _run_validation(job):
+    return job.per_task(job.optimizer, job.phi, _task(job.family, job.config.seed, 2, job.index),
+                        job.config)
+
+
+def _validate(pool, score, optimizer, family, config, phi):
+    jobs = [_Validation(optimizer, family, config, j, phi, score.per_task)
+            for j in range(config.validation_tasks)]
+    return score.summary(run_jobs(pool, _run_validation, jobs))
+
+
 def meta_train(optimizer, family, validation_family, config, checkpoint, resume=False,
-               callback=None, phi=None, best_path=None, frozen=(), score=validation_score):
+               callback=None, phi=None, best_path=None, frozen=(), score=validation_score, pool=None):
     r"""Meta-train `optimizer` on tasks of `family`; returns (best φ, history).
 
-    checkpoint: path of the .npz checkpoint (written after every trajectory; also a weights file
+    checkpoint: path of the .npz checkpoint (written after every meta-update; also a weights file
     holding the current φ). resume: continue from it, which gives the same result, bit for bit, as a
-    run that never stopped (`config.trajectories` may be raised to train on). callback(info) is called after every trajectory with a dict of
-    trajectory, meta_loss, validation (or None), best_validation, seconds. phi: the initial φ
-    (default: optimizer.init_phi(default_rng([seed, 0]))). best_path: where to write the best φ
-    as a weights file, every time it improves. frozen: top-level keys of φ that stay as they are
-    (their meta-gradient is zeroed, so Adam leaves them exactly unchanged): e.g. ("z_f", "z_i") to
-    learn only θ^0 with gradient_descent_lstm. score(optimizer, φ, tasks, config): the validation
-    score, lower is better (default: `validation_score`, the meta-loss).
+    run that never stopped (`config.trajectories` may be raised to train on). callback(info) is
+    called after every meta-update with a dict of trajectory (done so far), meta_loss (the mean of
+    the update's tasks), validation (or None), best_validation, seconds (of the update). phi: the
+    initial φ (default: optimizer.init_phi(default_rng([seed, 0]))). best_path: where to write the
+    best φ as a weights file, every time it improves. frozen: top-level keys of φ that stay as they
+    are (their meta-gradient is zeroed, so Adam leaves them exactly unchanged): e.g. ("z_f", "z_i")
+    to learn only θ^0 with gradient_descent_lstm. score: the validation score, lower is better, an
+    evaluation.Score (default: `validation_score`). pool: a concurrent.futures.Executor (see pool.py)
+    that runs the unrolls of a meta-update's tasks and the validation tasks; None runs them here.
+    The result does not depend on it.
     """
     checkpoint = Path(checkpoint)
-    validation_tasks = draw_validation_tasks(validation_family, config.seed, config.validation_tasks)
     if resume:
         optimizer_saved, phi, saved = load_checkpoint(checkpoint)
         if optimizer_saved.name != optimizer.name or optimizer_saved.config != optimizer.config:
@@ -173,6 +250,10 @@ def meta_train(optimizer, family, validation_family, config, checkpoint, resume=
                              f"{optimizer_saved.config}, not {optimizer.name} {optimizer.config}")
         if saved["family"] is not None and saved["family"] != repr(family):
             raise ValueError(f"{checkpoint}: checkpoint was trained on {saved['family']}, not {family!r}")
+        if saved["config"].tasks_per_update != config.tasks_per_update:
+            raise ValueError(f"{checkpoint}: checkpoint was made with {saved['config'].tasks_per_update} "
+                             f"tasks per update, not {config.tasks_per_update}: resuming with another "
+                             f"number would not continue the same run")
         if replace(saved["config"], trajectories=config.trajectories) != config:  # may extend a run
             raise ValueError(f"{checkpoint}: checkpoint was made with {saved['config']}, not {config}")
         flat_phi, unflatten = flatten(phi)
@@ -183,7 +264,7 @@ def meta_train(optimizer, family, validation_family, config, checkpoint, resume=
         flat_phi, unflatten = flatten(phi)
         adam_state = adam.init(None, flat_phi)
         history = {"meta_loss": [], "validation_trajectory": [], "validation": []}
-        value = score(optimizer, phi, validation_tasks, config)
+        value = _validate(pool, score, optimizer, validation_family, config, phi)
         best = {"phi": flat_phi, "validation": value, "trajectory": 0}
         if best_path:
             save_phi(best_path, optimizer, phi)
@@ -191,41 +272,57 @@ def meta_train(optimizer, family, validation_family, config, checkpoint, resume=
         history["validation"].append(value)
         start = 0
     adam_phi = {**adam.init_phi(), "lr": config.meta_lr}
+    B = config.tasks_per_update
 
-    for i in range(start, config.trajectories):
+    for first in range(start, config.trajectories, B):    # one meta-update: trajectories first..first+B-1
         t_start = time.perf_counter()
-        task = family.sample(numpy.random.default_rng([config.seed, 1, i]))
-        state, piece_losses = None, []
+        kept = (f"{checkpoint} holds the last good state (trajectory {first})" if first > 0
+                else "no checkpoint had been written yet")
+        indices = range(first, first + B)
+        states, piece_losses = [None] * B, [[] for _ in indices]
         for piece in range(config.horizon // config.unroll):
             phi = unflatten(adam.params(adam_state))
-            value, grad_phi, state = meta_value_and_grad(
-                optimizer, phi, task, state, steps=config.unroll, t0=piece * config.unroll,
-                kind=config.meta_loss, weights=piece_weights(config, piece * config.unroll))
-            g, _ = flatten({k: (v if k not in frozen else 0.0 * v) for k, v in grad_phi.items()})
-            if not (numpy.isfinite(value) and numpy.all(numpy.isfinite(g))):
-                raise Diverged(f"non-finite meta-{'loss' if not numpy.isfinite(value) else 'gradient'} "
-                               f"at trajectory {i}, piece {piece} (meta-loss {value}); "
-                               f"{checkpoint} holds the last good state")
+            jobs = [_Piece(optimizer, family, config, i, piece, phi, states[b], tuple(frozen))
+                    for b, i in enumerate(indices)]
+            try:
+                results = run_jobs(pool, _run_piece, jobs)
+            except WorkerLost as e:
+                raise WorkerLost(f"{e} during trajectory {first}"
+                                 + (f"..{first + B - 1}" if B > 1 else "") + f"; {kept}") from None
+            for i, (value, g, _) in zip(indices, results):
+                if not (numpy.isfinite(value) and numpy.all(numpy.isfinite(g))):
+                    raise Diverged(f"non-finite meta-{'loss' if not numpy.isfinite(value) else 'gradient'} "
+                                   f"at trajectory {i}, piece {piece} (meta-loss {value}); {kept}")
+            value, g = results[0][0], results[0][1]
+            for other_value, other_g, _ in results[1:]:          # summed in task order
+                value, g = value + other_value, g + other_g
+            value, g = value / B, g / B
             norm = numpy.sqrt(numpy.dot(g, g))
             g = g * min(1.0, config.clip / norm) if norm > 0 else g
             adam_state = adam.update(adam_phi, adam_state, g, value)
-            piece_losses.append(float(value))
-        history["meta_loss"].append(float(numpy.mean(piece_losses)))
+            states = [state for _, _, state in results]
+            for losses, (task_value, _, _) in zip(piece_losses, results):
+                losses.append(float(task_value))
+        history["meta_loss"] += [float(numpy.mean(losses)) for losses in piece_losses]
+        done = first + B
         validation = None
-        if (i + 1) % config.validate_every == 0:    # not also at the end: a run extended later
+        if done % config.validate_every == 0:    # not also at the end: a run extended later
             # must validate where an uninterrupted one does
             flat = adam.params(adam_state)
-            validation = score(optimizer, unflatten(flat), validation_tasks, config)
-            history["validation_trajectory"].append(i + 1)
+            try:
+                validation = _validate(pool, score, optimizer, validation_family, config, unflatten(flat))
+            except WorkerLost as e:
+                raise WorkerLost(f"{e} while validating after trajectory {done}; {kept}") from None
+            history["validation_trajectory"].append(done)
             history["validation"].append(validation)
             if validation < best["validation"]:
-                best = {"phi": flat, "validation": validation, "trajectory": i + 1}
+                best = {"phi": flat, "validation": validation, "trajectory": done}
                 if best_path:
                     save_phi(best_path, optimizer, unflatten(flat))
         save_phi(checkpoint, optimizer, unflatten(adam.params(adam_state)),
-                 extra=_checkpoint_arrays(adam_state, best, history, config, i + 1, family))
+                 extra=_checkpoint_arrays(adam_state, best, history, config, done, family))
         if callback:
-            callback({"trajectory": i + 1, "meta_loss": history["meta_loss"][-1],
+            callback({"trajectory": done, "meta_loss": float(numpy.mean(history["meta_loss"][-B:])),
                       "validation": validation, "best_validation": float(best["validation"]),
                       "seconds": time.perf_counter() - t_start})
     return unflatten(best["phi"]), history

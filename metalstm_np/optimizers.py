@@ -36,6 +36,16 @@ class Optimizer:
     config: dict = field(default_factory=dict)   # architecture settings a saved φ must match
     learned: bool = False         # True when φ is trained by meta-training
 
+    def __reduce__(self):
+        """Pickled as its registry name and config (the functions are closures), so that a worker
+        process rebuilds the same optimizer: what meta-training's and the figures' pools need."""
+        return _registered, (self.name, self.config)
+
+
+def _registered(name, config):
+    from .serialization import make_optimizer    # the registry, which imports this module
+    return make_optimizer(name, **config)
+
 
 def params(state):
     """θ: the point at which the learner's next gradient is taken."""

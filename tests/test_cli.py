@@ -254,3 +254,80 @@ def test_fewshot_pretrain_writes_baseline_finetunes_theta0_as_a_weights_file(cap
     assert not np.any(phi["c_0"][n:]) and float(phi["z_i"]) == 0.01 and float(phi["z_f"]) == 1.0
     capsys.readouterr()
     assert "not overwriting" in error_of(capsys, "fewshot", "pretrain", "--out", str(path))
+
+
+def _without_seconds(log):
+    return [" ".join(word for k, word in enumerate(line.split()) if k < 1 or line.split()[k - 1] != "seconds")
+            for line in log.splitlines()]
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "--task", "quadratic", "--lstm-hidden", "4", "--horizon", "4", "--unroll", "2"],
+    ["fewshot", "train", "--lstm-hidden", "4", "--steps", "2"]])
+def test_both_train_commands_take_batches_and_give_the_same_run_with_two_workers(capsys, tmp_path, command):
+    """--tasks-per-update 2 with --workers 1 and 2: the same checkpoint bit for bit and the same log
+    but for its timings; the progress bar shows trajectories per hour."""
+    argv = [*command, "--dtype", "float64", "--trajectories", "4", "--validate-every", "2",
+            "--validation-tasks", "3", "--tasks-per-update", "2"]
+    for workers in (1, 2):
+        assert main(argv + ["--workers", str(workers), "--out", str(tmp_path / str(workers))]) == 0
+        assert "traj_per_h=" in capsys.readouterr().err
+    one, two = (load_checkpoint(tmp_path / w / "checkpoint.npz") for w in "12")
+    from autograd.misc.flatten import flatten
+    np.testing.assert_array_equal(flatten(one[1])[0], flatten(two[1])[0])
+    for key in ("m", "v"):
+        np.testing.assert_array_equal(one[2]["adam"][key], two[2]["adam"][key])
+    np.testing.assert_array_equal(one[2]["best"]["phi"], two[2]["best"]["phi"])
+    assert one[2]["history"] == two[2]["history"] and one[2]["config"].tasks_per_update == 2
+    logs = [_without_seconds((tmp_path / w / "log.txt").read_text()) for w in "12"]
+    assert logs[0] == logs[1] and [line.split()[1] for line in logs[0]] == ["2", "4"]
+    assert "not a multiple of tasks_per_update" in error_of(
+        capsys, *argv, "--tasks-per-update", "3", "--out", str(tmp_path / "bad"))
+
+
+def test_a_lost_worker_is_one_line(capsys, tmp_path, monkeypatch):
+    from metalstm_np import cli
+    from metalstm_np.pool import WorkerLost
+
+    def lost(*args, **kwargs):
+        raise WorkerLost("a worker process died (killed, or out of memory) during trajectory 4..5; "
+                         "c.npz holds the last good state (trajectory 4)")
+
+    monkeypatch.setattr(cli, "meta_train", lost)
+    assert main(["train", "--task", "quadratic", "--trajectories", "2", "--validate-every", "1",
+                 "--workers", "2", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err            # the progress bar, then the error
+    assert err.strip().splitlines()[-1].startswith("metalstm: error: a worker process died")
+    assert "during trajectory 4..5" in err and "Traceback" not in err
+
+
+def test_ctrl_c_stops_the_run_and_its_workers(tmp_path):
+    """SIGINT to the whole process group (what Ctrl-C sends) while two workers train: exit status
+    130, one line, no traceback, no process of the group left; the checkpoint resumes."""
+    import os
+    import signal
+    import time
+    argv = [sys.executable, "-m", "metalstm_np", "train", "--task", "quadratic", "--lstm-hidden", "4",
+            "--trajectories", "4000", "--horizon", "4", "--unroll", "2", "--validate-every", "2",
+            "--validation-tasks", "2", "--tasks-per-update", "2", "--workers", "2", "--out", str(tmp_path)]
+    run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    log = tmp_path / "log.txt"
+    deadline = time.monotonic() + 120
+    while not (log.exists() and len(log.read_text().splitlines()) >= 3) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.killpg(run.pid, signal.SIGINT)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 130
+    assert err.strip().splitlines()[-1] == "metalstm: interrupted" and "Traceback" not in err
+    deadline = time.monotonic() + 20         # the exited resource tracker takes a moment to be reaped
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(run.pid, 0)
+        except ProcessLookupError:
+            break                            # nothing of the group is left
+        time.sleep(0.2)
+    else:
+        pytest.fail(f"processes of the group {run.pid} still exist 20 s after the run ended")
+    done = load_checkpoint(tmp_path / "checkpoint.npz")[2]["trajectory"]
+    assert done >= 6 and done % 2 == 0

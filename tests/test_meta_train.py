@@ -1,4 +1,7 @@
 """Meta-training: it learns, it resumes bit for bit, it stops cleanly on NaN, it checkpoints atomically."""
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
+
 import numpy as np
 import pytest
 from autograd.misc.flatten import flatten
@@ -150,13 +153,16 @@ def test_frozen_keys_stay_exactly_fixed_while_theta0_learns(tmp_path):
 
 
 def test_custom_validation_score_picks_the_best(tmp_path):
-    """score is called on the fixed validation tasks; the best φ is the one with the lowest score."""
+    """The score's summary is called on the per-task values of the fixed validation tasks; the best
+    φ is the one with the lowest score."""
+    from metalstm_np.evaluation import Score
     calls = []
 
-    def score(optimizer, phi, tasks, config):
-        calls.append(len(tasks))
+    def summary(values):
+        calls.append(len(values))
         return [5.0, 3.0, 4.0, 1.0][len(calls) - 1]
 
+    score = Score(per_task=lambda optimizer, phi, task, config: 0.0, summary=summary)
     config = TrainConfig(trajectories=6, horizon=3, unroll=3, validate_every=2, validation_tasks=2)
     best, history = meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), config, tmp_path / "c.npz", score=score)
     assert calls == [2, 2, 2, 2] and history["validation"] == [5.0, 3.0, 4.0, 1.0]
@@ -224,3 +230,154 @@ def test_linear_weights_enter_the_meta_loss_of_training_and_of_validation(tmp_pa
 def test_bad_weights_name_the_value(bad, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**bad)
+
+
+# ------------------------------------------------------------------ a batch of tasks per update
+
+def reference_runs(tmp_path, change=None, pool=None):
+    """Three tiny runs (l2l on quadratics; l2l in float32 on an MNIST MLP with truncation, linear
+    weights and validate_on="final"; the meta-LSTM with learned θ^0 on few-shot episodes), their
+    configs changed by `change` (the fields to replace) and run in `pool`; returns their
+    checkpoints' φ, Adam state, best φ and histories."""
+    from metalstm_np import fewshot
+    from metalstm_np.learners import MLP
+    runs = {"q": (l2l(hidden=(4,)), Quadratic(3), Quadratic(3), TINY, {}),
+            "m": (l2l(hidden=(4,), dtype="float32"), MLP((5,), batch=16), MLP((5,), batch=16, split="validation"),
+                  TrainConfig(trajectories=2, horizon=4, unroll=2, validate_every=1, validation_tasks=1,
+                              meta_lr=0.01, seed=3, validate_on="final", weights="linear"), {})}
+    episodes = fewshot.Episodes(hidden=(8,), query=3)
+    runs["f"] = (meta_lstm(hidden=4, learn_theta0=True, n_params=episodes.n_params), episodes,
+                 fewshot.Episodes(hidden=(8,), query=3, split="validation"),
+                 TrainConfig(trajectories=2, horizon=3, unroll=3, meta_loss="heldout", validate_every=1,
+                             validation_tasks=2, meta_lr=0.01, seed=3, clip=0.25),
+                 {"score": fewshot.validation_error})
+    out = {}
+    for key, (optimizer, family, validation, config, options) in runs.items():
+        config = replace(config, **(change or {}))
+        meta_train(optimizer, family, validation, config, tmp_path / f"{key}.npz", pool=pool, **options)
+        _, phi, state = load_checkpoint(tmp_path / f"{key}.npz")
+        out.update({f"{key}/phi": flatten(phi)[0], f"{key}/m": state["adam"]["m"], f"{key}/v": state["adam"]["v"],
+                    f"{key}/best_phi": state["best"]["phi"],
+                    f"{key}/meta_loss": np.array(state["history"]["meta_loss"]),
+                    f"{key}/validation": np.array(state["history"]["validation"])})
+    return out
+
+
+def test_one_task_per_update_gives_the_phi_trained_before_batching_bit_for_bit(tmp_path):
+    """tests/data/meta_train_before_batching.npz holds what `reference_runs` gave at commit 2fa7ee9,
+    before meta-updates took batches of tasks: B = 1 (the default) must give the same arrays."""
+    import pathlib
+    expected = np.load(pathlib.Path(__file__).parent / "data" / "meta_train_before_batching.npz")
+    got = reference_runs(tmp_path)
+    assert sorted(got) == sorted(expected.files)
+    for key in expected.files:
+        np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+
+
+def test_a_batch_averages_the_meta_gradients_of_its_tasks(tmp_path):
+    """With B = 2 (and no clipping) the one meta-update of a one-piece run is Adam's first step on the
+    mean g of the two trajectories' meta-gradients, −lr · g / (|g| + eps) per coordinate: φ_1 − φ_0
+    follows from the two gradients alone, and differs from what B = 1 gives."""
+    from metalstm_np.unroll import meta_value_and_grad
+    config = replace(TINY, horizon=3, unroll=3, trajectories=2, validate_every=2, tasks_per_update=2, clip=1e9)
+    opt = tiny_l2l()
+    phi0 = opt.init_phi(np.random.default_rng([config.seed, 0]))
+    grads, values = [], []
+    for i in range(2):
+        task = Quadratic(3).sample(np.random.default_rng([config.seed, 1, i]))
+        value, grad, _ = meta_value_and_grad(opt, phi0, task, steps=3)
+        grads.append(flatten(grad)[0])
+        values.append(float(value))
+    _, history = meta_train(opt, Quadratic(3), Quadratic(3), config, tmp_path / "c.npz")
+    assert history["meta_loss"] == values                   # one entry per trajectory
+    g = (grads[0] + grads[1]) / 2
+    step = flatten(load_checkpoint(tmp_path / "c.npz")[1])[0] - flatten(phi0)[0]
+    np.testing.assert_allclose(step, -config.meta_lr * g / (np.abs(g) + 1e-8), rtol=1e-6, atol=1e-12)
+    one = replace(config, tasks_per_update=1)
+    meta_train(opt, Quadratic(3), Quadratic(3), one, tmp_path / "one.npz")
+    assert not np.array_equal(flatten(load_checkpoint(tmp_path / "one.npz")[1])[0], step + flatten(phi0)[0])
+
+
+def test_two_workers_give_the_same_checkpoints_as_one_bit_for_bit(tmp_path):
+    """B = 2, the unrolls and the validation in a pool of two worker processes, against the same runs
+    here: the same φ, Adam state, best φ and histories."""
+    from metalstm_np.pool import process_pool
+    batched = {"tasks_per_update": 2, "trajectories": 4, "validate_every": 2}
+    here = reference_runs(tmp_path / "here", batched)
+    with process_pool(2) as pool:
+        there = reference_runs(tmp_path / "pool", batched, pool=pool)
+    for key in here:
+        np.testing.assert_array_equal(here[key], there[key], err_msg=key)
+    assert len(here["q/meta_loss"]) == 4 and len(here["q/validation"]) == 3
+
+
+def test_resume_with_two_workers_after_an_interrupt_is_bit_for_bit(tmp_path):
+    """A run with two workers, interrupted after its second meta-update and resumed with two workers
+    again (and one resumed here, W = 1), ends where a run that never stopped ends."""
+    from metalstm_np.pool import process_pool
+    config = replace(TINY, trajectories=8, tasks_per_update=2, validate_every=2)
+    meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), config, tmp_path / "straight.npz")
+
+    def interrupt(info):
+        if info["trajectory"] == 4:
+            raise KeyboardInterrupt
+
+    for name, resume_workers in (("two", 2), ("one", 1)):
+        with pytest.raises(KeyboardInterrupt), process_pool(2) as pool:
+            meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), config, tmp_path / f"{name}.npz",
+                       callback=interrupt, pool=pool)
+        assert load_checkpoint(tmp_path / f"{name}.npz")[2]["trajectory"] == 4
+        with (process_pool(resume_workers) if resume_workers > 1 else nullcontext()) as pool:
+            meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), config, tmp_path / f"{name}.npz",
+                       resume=True, pool=pool)
+        assert_same_checkpoint(tmp_path / "straight.npz", tmp_path / f"{name}.npz")
+
+
+def test_the_checkpoint_records_b_and_resuming_with_another_b_is_refused(tmp_path):
+    config = replace(TINY, trajectories=4, tasks_per_update=2, validate_every=2)
+    meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), config, tmp_path / "c.npz")
+    assert load_checkpoint(tmp_path / "c.npz")[2]["config"].tasks_per_update == 2
+    with pytest.raises(ValueError, match="made with 2 tasks per update, not 1"):
+        meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), replace(config, tasks_per_update=1, trajectories=6),
+                   tmp_path / "c.npz", resume=True)
+
+
+@pytest.mark.parametrize("bad, message", [(dict(tasks_per_update=0), "tasks_per_update must be at least 1"),
+                                          (dict(tasks_per_update=4, trajectories=6), r"trajectories \(6\)"),
+                                          (dict(tasks_per_update=4, validate_every=2), r"validate_every \(2\)")])
+def test_trajectories_and_validation_come_in_whole_batches(bad, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{"trajectories": 8, "validate_every": 4, **bad})
+
+
+@dataclass(frozen=True)
+class KilledAt:
+    """Quadratics, except that sampling the training task of trajectory `at` in a worker process
+    kills that process (SIGKILL, as the out-of-memory killer would)."""
+
+    at: int
+
+    def sample(self, rng):
+        import multiprocessing
+        import os
+        import signal
+        task = Quadratic(3).sample(rng)
+        if multiprocessing.parent_process() is not None and self._index(rng) == self.at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return task
+
+    def _index(self, rng):
+        words = rng.bit_generator.seed_seq.entropy
+        return words[2] if isinstance(words, list) and len(words) == 3 and words[1] == 1 else None
+
+
+def test_a_killed_worker_stops_the_run_with_one_clear_error_and_keeps_the_checkpoint(tmp_path):
+    import multiprocessing
+    from metalstm_np.pool import WorkerLost, process_pool
+    config = replace(TINY, trajectories=8, tasks_per_update=2, validate_every=2)
+    with pytest.raises(WorkerLost, match=r"during trajectory 4\.\.5; .*c\.npz holds the last good state "
+                                         r"\(trajectory 4\)"):
+        with process_pool(2) as pool:
+            meta_train(tiny_l2l(), KilledAt(5), Quadratic(3), config, tmp_path / "c.npz", pool=pool)
+    assert load_checkpoint(tmp_path / "c.npz")[2]["trajectory"] == 4
+    assert multiprocessing.active_children() == []              # no worker left behind

@@ -5,11 +5,7 @@ with EVAL_SEED), the same number of steps, the same minibatches. Baselines use t
 that `metalstm tune` chose on tuning tasks drawn with TUNE_SEED, which are disjoint from the
 evaluation tasks. The learned optimizers use the φ shipped in metalstm_np/pretrained/.
 """
-import contextlib
 import json
-import multiprocessing
-import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -18,6 +14,7 @@ import numpy
 
 from ..evaluation import EVAL_SEED, TUNE_SEED, run_on_tasks
 from ..learners import MLP, Quadratic, mnist_split
+from ..pool import BLAS_THREAD_VARS, process_pool  # noqa: F401  (re-exported for the experiments)
 from ..serialization import load_phi, make_optimizer
 
 __all__ = ["EVAL_SEED", "TUNE_SEED", "BASELINES", "SETTINGS", "Setting", "Context", "process_pool",
@@ -52,32 +49,6 @@ SETTINGS = {s.key: s for s in [
     Setting("mnist_relu", "MNIST, 1 × 20 ReLU", MLP((20,), "relu"), steps=200, runs=20,
             tune_steps=100, tune_runs=5),
 ]}
-
-
-BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-@contextlib.contextmanager
-def process_pool(workers):
-    r"""A ProcessPoolExecutor of `workers` processes whose BLAS runs on one thread each.
-
-    The matrix products here are small ((n, 40) @ (40, 20) at most), and two processes on two cores,
-    each with a second BLAS thread, ran about three times slower than with one thread each
-    (benchmarks/bench_pool.py). BLAS fixes its thread count when it is loaded, and a forked child
-    keeps its parent's, so the workers are started fresh ("spawn") with OPENBLAS_NUM_THREADS,
-    OMP_NUM_THREADS and MKL_NUM_THREADS = 1 in their environment — unless the caller set any of
-    these, which is then left alone. The variables are restored when the pool closes.
-    """
-    pin = not any(v in os.environ for v in BLAS_THREAD_VARS)
-    if pin:
-        os.environ.update({v: "1" for v in BLAS_THREAD_VARS})
-    try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            yield pool
-    finally:
-        if pin:
-            for v in BLAS_THREAD_VARS:
-                os.environ.pop(v, None)
 
 
 def pretrained_path(name):

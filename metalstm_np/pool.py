@@ -1,0 +1,97 @@
+r"""Running independent jobs in parallel: the local process pool, and running a list of jobs in it.
+
+Every parallel part of the package (meta-training's unrolls, the figures' evaluations, tuning,
+few-shot evaluation) hands a list of jobs to `run_jobs(pool, fn, jobs)`, which returns their
+results in the order of the jobs, whatever the order in which they finish. A job is a plain,
+picklable description (no closures), and `fn` a top-level function, so that a worker process can
+run it; with pool=None the jobs run here, one after another, through the same `fn`.
+
+A worker that dies (killed, out of memory) ends `run_jobs` with `WorkerLost`; the pool's other
+workers are stopped, so no process is left behind.
+"""
+import contextlib
+import multiprocessing
+import os
+import signal
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+__all__ = ["BLAS_THREAD_VARS", "WorkerLost", "process_pool", "run_jobs"]
+
+BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+class WorkerLost(RuntimeError):
+    """A worker process of the pool died while it ran a job."""
+
+
+def _ignore_interrupts():
+    """Worker initializer: Ctrl-C goes to the whole process group; the parent handles it (and stops
+    the workers), so that a worker never prints a traceback of its own."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _workers(pool):
+    """The worker processes of a ProcessPoolExecutor (none for another executor). There is no public
+    API for them before Python 3.14; a broken pool forgets them, so callers take them beforehand."""
+    return list((getattr(pool, "_processes", None) or {}).values())
+
+
+def _end(processes):
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=10)
+
+
+def _stop_workers(pool):
+    """Cancel what has not started and end every worker process now."""
+    processes = _workers(pool)
+    pool.shutdown(wait=False, cancel_futures=True)
+    _end(processes)
+
+
+@contextlib.contextmanager
+def process_pool(workers):
+    r"""A ProcessPoolExecutor of `workers` processes whose BLAS runs on one thread each.
+
+    The matrix products here are small ((n, 40) @ (40, 20) at most), and two processes on two cores,
+    each with a second BLAS thread, ran about three times slower than with one thread each
+    (benchmarks/bench_pool.py). BLAS fixes its thread count when it is loaded, and a forked child
+    keeps its parent's, so the workers are started fresh ("spawn") with OPENBLAS_NUM_THREADS,
+    OMP_NUM_THREADS and MKL_NUM_THREADS = 1 in their environment — unless the caller set any of
+    these, which is then left alone. The variables are restored when the pool closes. If the block
+    ends with an exception (Ctrl-C, a lost worker), the workers are terminated at once rather than
+    left to finish the queued jobs.
+    """
+    pin = not any(v in os.environ for v in BLAS_THREAD_VARS)
+    if pin:
+        os.environ.update({v: "1" for v in BLAS_THREAD_VARS})
+    try:
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_ignore_interrupts)
+        try:
+            yield pool
+        except BaseException:
+            _stop_workers(pool)
+            raise
+        pool.shutdown(wait=True)
+    finally:
+        if pin:
+            for v in BLAS_THREAD_VARS:
+                os.environ.pop(v, None)
+
+
+def run_jobs(pool, fn, jobs):
+    """[fn(job) for job in jobs], in `pool` (an Executor) if given, else here; results in job order.
+    A worker that died raises WorkerLost."""
+    if pool is None:
+        return [fn(job) for job in jobs]
+    futures = [pool.submit(fn, job) for job in jobs]
+    processes = _workers(pool)
+    try:
+        return [future.result() for future in futures]
+    except BrokenProcessPool:
+        _end(processes)                   # the pool ends the others too, but does not wait for them
+        raise WorkerLost("a worker process died (killed, or out of memory)") from None

@@ -1,0 +1,46 @@
+"""The process pool: results in job order, optimizers that travel to workers, and workers that stop."""
+import multiprocessing
+import pickle
+import time
+
+import numpy as np
+import pytest
+
+from metalstm_np import l2l, sgd
+from metalstm_np.pool import process_pool, run_jobs
+
+
+def _square_after(job):
+    value, delay = job
+    time.sleep(delay)
+    return value * value
+
+
+def test_run_jobs_returns_results_in_job_order_in_a_pool_and_here():
+    jobs = [(3, 0.3), (1, 0.0), (2, 0.1)]            # the first finishes last
+    assert run_jobs(None, _square_after, jobs) == [9, 1, 4]
+    with process_pool(2) as pool:
+        assert run_jobs(pool, _square_after, jobs) == [9, 1, 4]
+
+
+@pytest.mark.parametrize("optimizer", [sgd, l2l(hidden=(3,), dtype="float32")])
+def test_an_optimizer_is_pickled_as_its_name_and_config_and_updates_the_same(optimizer):
+    rebuilt = pickle.loads(pickle.dumps(optimizer))
+    assert (rebuilt.name, rebuilt.config) == (optimizer.name, optimizer.config)
+    phi = optimizer.init_phi(np.random.default_rng(0))
+    theta, grad = np.linspace(-1, 1, 5), np.linspace(2, -2, 5)
+    a = optimizer.update(phi, optimizer.init(phi, theta), grad, 1.0)
+    b = rebuilt.update(phi, rebuilt.init(phi, theta), grad, 1.0)
+    np.testing.assert_array_equal(optimizer.params(a), rebuilt.params(b))
+
+
+def test_an_exception_in_the_block_ends_the_workers_at_once():
+    """KeyboardInterrupt while long jobs are queued: the pool does not wait for them."""
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt), process_pool(2) as pool:
+        futures = [pool.submit(_square_after, (1, 30)) for _ in range(4)]
+        time.sleep(1.0)
+        raise KeyboardInterrupt
+    assert time.monotonic() - start < 15                     # not the 2 × 30 s the jobs would take
+    assert all(f.cancelled() or f.exception(timeout=0) is not None for f in futures)
+    assert multiprocessing.active_children() == []
