@@ -22,6 +22,7 @@ import numpy
 
 from .data import IDXError
 from .evaluation import EVAL_SEED, TUNE_SEED, run_on_tasks
+from .l2l import PREPROCESS
 from .learners import ACTIVATIONS, MLP, Quadratic
 from .meta_lstm import init_phi_with_step
 from .meta_train import VALIDATE_ON, WEIGHTS, Diverged, TrainConfig, load_checkpoint, meta_train
@@ -204,8 +205,12 @@ def run_training(args, optimizer, family, validation, config, **meta_train_optio
 def cmd_train(args):
     if args.optimizer == "l2l":
         optimizer = make_optimizer("l2l", hidden=args.lstm_hidden, p=args.p,
-                                   output_scale=args.output_scale, dtype=args.dtype)
+                                   output_scale=args.output_scale, dtype=args.dtype,
+                                   preprocess=args.preprocess)
     else:
+        if args.preprocess != "log_sign":
+            raise UsageError(f"--preprocess {args.preprocess} is an option of --optimizer l2l; the "
+                             f"meta-LSTM always sees the log/sign gradient")
         if len(args.lstm_hidden) != 1:
             raise UsageError(f"--optimizer metalstm has one LSTM layer before the gates: --lstm-hidden "
                              f"takes one size, got {','.join(map(str, args.lstm_hidden))}")
@@ -425,6 +430,9 @@ def build_parser():
     tr.add_argument("--lstm-hidden", type=_sizes, default=(20, 20),
                     help="LSTM layer sizes, e.g. 20,20 (l2l) or 20 (metalstm: its first layer)")
     tr.add_argument("--output-scale", type=_positive_float, default=0.1, help="l2l output scale (0.1)")
+    tr.add_argument("--preprocess", choices=sorted(PREPROCESS), default="log_sign",
+                    help="l2l: what the LSTM sees of the gradient: log_sign (the paper's, default) or "
+                         "raw (the official code's on the quadratics)")
     tr.add_argument("--eta", type=_gate, default=None,
                     help="metalstm: start with z^i ≈ η (b^I = logit η) instead of the paper's z^i ≈ 0.01")
     add_training_arguments(tr, TrainConfig())

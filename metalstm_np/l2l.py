@@ -14,7 +14,8 @@ linear output; g_t is that output times a fixed output scale (0.1 on MNIST in th
 Where the official code (google-deepmind/learning-to-learn) differs from the paper: its default
 preprocessing is a clamped log/sign with p = 5 and its output scale is 0.01 (`scale` in
 `CoordinateWiseDeepLSTM`); it initialises the LSTMs with Sonnet's defaults and feeds the raw
-gradient on the quadratics. We follow the paper: p = 10, scale 0.1, and log/sign everywhere.
+gradient on the quadratics (with output scale 1). We follow the paper by default — p = 10, scale
+0.1, log/sign — and offer the official code's raw input as `preprocess="raw"`.
 """
 import autograd.numpy as np
 
@@ -22,20 +23,32 @@ from .lstm import init_lstm, lstm_cell, lstm_zero_state
 from .optimizers import Optimizer, params
 from .preprocess import log_and_sign
 
-__all__ = ["l2l"]
+__all__ = ["l2l", "PREPROCESS"]
 
 
-def l2l(hidden=(20, 20), p=10.0, output_scale=0.1, dtype="float64"):
+PREPROCESS = {"log_sign": 2, "raw": 1}    # the LSTM's input: name -> features per coordinate
+
+
+def l2l(hidden=(20, 20), p=10.0, output_scale=0.1, dtype="float64", preprocess="log_sign"):
     r"""The Andrychowicz et al. (2016) optimizer as an Optimizer; φ = {"lstm1", "lstm2", "w_out", "b_out"}.
 
     hidden: LSTM layer sizes (the paper: two layers of 20); p: preprocessing exponent;
     output_scale: the fixed factor on the linear output; dtype: of φ and the LSTM states
-    ("float32" trains about twice as fast; θ itself stays float64).
+    ("float32" trains about twice as fast; θ itself stays float64); preprocess: what the first
+    LSTM layer sees of ∇_t, "log_sign" ((log|∇|/p, sgn ∇), appendix A) or "raw" (∇ itself, one
+    feature: what the official code feeds it on the quadratics).
     """
     hidden = tuple(int(H) for H in hidden)
+    if preprocess not in PREPROCESS:
+        raise ValueError(f"unknown preprocessing {preprocess!r}; expected one of {sorted(PREPROCESS)}")
+
+    def features(grad):
+        if preprocess == "raw":
+            return grad[:, None]                                    # (n, 1)
+        return log_and_sign(grad, p)                                # (n, 2)
 
     def init_phi(rng):
-        phi, D = {}, 2
+        phi, D = {}, PREPROCESS[preprocess]
         for k, H in enumerate(hidden, start=1):
             phi[f"lstm{k}"] = init_lstm(rng, D, H, dtype=dtype)
             D = H
@@ -50,7 +63,7 @@ def l2l(hidden=(20, 20), p=10.0, output_scale=0.1, dtype="float64"):
 
     def update(phi, state, grad, loss):
         r"""θ_t = θ_{t−1} + g_t,  g_t = scale · (w_out · h_t^{(L)} + b_out)   (eq. 1; h^{(L)}: top layer)."""
-        x = log_and_sign(grad, p).astype(dtype)                     # (n, 2)
+        x = features(grad).astype(dtype)                            # (n, D)
         hs, cs = [], []
         for k in range(len(hidden)):
             h, c = lstm_cell(phi[f"lstm{k + 1}"], x, state["h"][k], state["c"][k])
@@ -65,5 +78,5 @@ def l2l(hidden=(20, 20), p=10.0, output_scale=0.1, dtype="float64"):
 
     return Optimizer(name="l2l", init_phi=init_phi, init=init, update=update, params=params,
                      config={"hidden": list(hidden), "p": p, "output_scale": output_scale,
-                             "dtype": dtype},
+                             "dtype": dtype, "preprocess": preprocess},
                      learned=True)

@@ -45,8 +45,8 @@ def lively_state(opt, phi, seed, n=N):
     return state
 
 
-def reference_update(phi, state, g, scale, p=10.0):
-    x = reference_log_and_sign(g, p)                                         # (n, 2)
+def reference_update(phi, state, g, scale, p=10.0, preprocess="log_sign"):
+    x = reference_log_and_sign(g, p) if preprocess == "log_sign" else g.reshape(-1, 1)   # (n, D)
     hs, cs = [], []
     for k, (h, c) in enumerate(zip(state["h"], state["c"])):
         h, c = reference_lstm_cell(phi[f"lstm{k + 1}"], x, h, c)
@@ -70,7 +70,7 @@ def test_init_phi_shapes_and_scales():
     np.testing.assert_array_equal(phi["b_out"], 0.0)
     np.testing.assert_array_equal(phi["lstm1"]["b_f"], 1.0)
     assert opt.learned and opt.config == {"hidden": [20, 20], "p": 10.0, "output_scale": 0.1,
-                                          "dtype": "float64"}
+                                          "dtype": "float64", "preprocess": "log_sign"}
     again = opt.init_phi(np.random.default_rng(0))
     np.testing.assert_array_equal(ravel_tree(phi), ravel_tree(again))
 
@@ -96,6 +96,20 @@ def test_update_matches_independent_reference(grad_scale, p):
     np.testing.assert_allclose(got["theta"], ref["theta"], rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(ravel_tree(got["h"] + got["c"]), ravel_tree(ref["h"] + ref["c"]),
                                rtol=1e-13, atol=1e-15)
+
+
+def test_raw_preprocessing_feeds_the_gradient_itself():
+    """preprocess="raw" (the official code on the quadratics): one input feature, ∇ itself."""
+    opt = l2l(hidden=HIDDEN, output_scale=1.0, preprocess="raw")
+    assert opt.init_phi(np.random.default_rng(0))["lstm1"]["W"].shape == (1 + HIDDEN[0], HIDDEN[0])
+    phi = lively_phi(opt, 21)
+    state = lively_state(opt, phi, 22)
+    g = 5.0 * gradient(np.random.default_rng(23), N)
+    got, ref = opt.update(phi, state, g, 1.0), reference_update(phi, state, g, 1.0, preprocess="raw")
+    np.testing.assert_allclose(got["theta"], ref["theta"], rtol=1e-13, atol=1e-15)
+    check_grads(lambda phi_: ravel_tree(opt.update(phi_, state, g, 1.0)), modes=["rev"], order=1)(phi)
+    with pytest.raises(ValueError, match="'sqrt'"):
+        l2l(preprocess="sqrt")
 
 
 def test_update_ignores_the_loss_and_is_linear_in_output_scale():
