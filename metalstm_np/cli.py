@@ -23,10 +23,11 @@ import numpy
 from .data import IDXError
 from .evaluation import EVAL_SEED, TUNE_SEED, run_on_tasks
 from .l2l import PREPROCESS
-from .learners import ACTIVATIONS, MLP, Quadratic
+from .learners import ACTIVATIONS, MLP, PlusSquare, Quadratic, RandomlyScaled
 from .meta_lstm import init_phi_with_step
 from .meta_train import VALIDATE_ON, WEIGHTS, Diverged, TrainConfig, load_checkpoint, meta_train
 from .pool import WorkerLost, process_pool
+from .rnnprop import INPUTS as RNNPROP_INPUTS
 from .serialization import OPTIMIZERS, WeightsError, load_phi, make_optimizer, save_phi
 from .unroll import KINDS
 
@@ -147,7 +148,8 @@ def _sizes(text):
 def _train_config(args, **overrides):
     """The TrainConfig from the flags; `overrides` set the fields a subcommand has no flag for."""
     names = ("trajectories", "horizon", "unroll", "meta_lr", "clip", "meta_loss", "validate_every",
-             "validation_tasks", "seed", "validate_on", "weights", "tasks_per_update")
+             "validation_tasks", "seed", "validate_on", "weights", "tasks_per_update",
+             "validation_horizon")
     return TrainConfig(**{name: overrides[name] if name in overrides else getattr(args, name)
                           for name in names})
 
@@ -202,19 +204,42 @@ def run_training(args, optimizer, family, validation, config, **meta_train_optio
     print(f"best φ: {out / 'best.npz'}; checkpoint: {checkpoint}; log: {out / 'log.txt'}")
 
 
-def cmd_train(args):
+def _optimizer_to_train(args):
+    """The optimizer `metalstm train` meta-trains, from the flags; flags of another optimizer are refused."""
+    own = {"l2l": {"preprocess": "log_sign", "output_scale": None},
+           "rnnprop": {"step": None, "inputs": "moments", "unbounded": False}}
+    for name, flags in own.items():
+        for flag, default in flags.items():
+            if args.optimizer != name and getattr(args, flag) != default:
+                raise UsageError(f"--{flag.replace('_', '-')} is an option of --optimizer {name}, "
+                                 f"not of --optimizer {args.optimizer}")
     if args.optimizer == "l2l":
-        optimizer = make_optimizer("l2l", hidden=args.lstm_hidden, p=args.p,
-                                   output_scale=args.output_scale, dtype=args.dtype,
-                                   preprocess=args.preprocess)
-    else:
-        if args.preprocess != "log_sign":
-            raise UsageError(f"--preprocess {args.preprocess} is an option of --optimizer l2l; the "
-                             f"meta-LSTM always sees the log/sign gradient")
-        if len(args.lstm_hidden) != 1:
-            raise UsageError(f"--optimizer metalstm has one LSTM layer before the gates: --lstm-hidden "
-                             f"takes one size, got {','.join(map(str, args.lstm_hidden))}")
-        optimizer = make_optimizer("metalstm", hidden=args.lstm_hidden[0], p=args.p, dtype=args.dtype)
+        return make_optimizer("l2l", hidden=args.lstm_hidden, p=args.p, dtype=args.dtype,
+                              output_scale=0.1 if args.output_scale is None else args.output_scale,
+                              preprocess=args.preprocess)
+    if args.optimizer == "rnnprop":
+        return make_optimizer("rnnprop", hidden=args.lstm_hidden, p=args.p, dtype=args.dtype,
+                              step=0.1 if args.step is None else args.step, inputs=args.inputs,
+                              bounded=not args.unbounded)
+    if len(args.lstm_hidden) != 1:
+        raise UsageError(f"--optimizer metalstm has one LSTM layer before the gates: --lstm-hidden "
+                         f"takes one size, got {','.join(map(str, args.lstm_hidden))}")
+    return make_optimizer("metalstm", hidden=args.lstm_hidden[0], p=args.p, dtype=args.dtype)
+
+
+def _training_family(args):
+    """The family meta-training draws from: the flags' tasks, with the remedies of Lv et al. 2017 if
+    asked for (--random-scaling R, --plus-square DIM); validation always uses the plain tasks."""
+    family = family_from_args(args, split="train")
+    if args.random_scaling is not None:
+        family = RandomlyScaled(family, r=args.random_scaling)
+    if args.plus_square is not None:
+        family = PlusSquare(family, dim=args.plus_square)
+    return family
+
+
+def cmd_train(args):
+    optimizer = _optimizer_to_train(args)
     phi = None
     if args.eta is not None:
         if args.optimizer != "metalstm":
@@ -228,8 +253,8 @@ def cmd_train(args):
         if saved.config != optimizer.config:
             raise UsageError(f"--init-from {args.init_from}: its optimizer is {saved.name} {saved.config}, "
                              f"the flags describe {optimizer.name} {optimizer.config}")
-    run_training(args, optimizer, family_from_args(args, split="train"),
-                 family_from_args(args, split="validation"), _train_config(args), phi=phi)
+    run_training(args, optimizer, _training_family(args), family_from_args(args, split="validation"),
+                 _train_config(args), phi=phi)
 
 
 def cmd_fewshot_train(args):
@@ -243,7 +268,7 @@ def cmd_fewshot_train(args):
     family = fewshot.Episodes(n_way=args.ways, k_shot=args.shots, split="train")
     validation = fewshot.Episodes(n_way=args.ways, k_shot=args.shots, split="validation")
     config = _train_config(args, horizon=steps, unroll=steps, meta_loss="heldout", validate_on="meta-loss",
-                           weights="uniform")
+                           weights="uniform", validation_horizon=None)
     learn = not args.fixed_theta0
     init_rng = numpy.random.default_rng([args.seed, 0])
     if args.optimizer == "metalstm":
@@ -426,13 +451,22 @@ def build_parser():
 
     tr = sub.add_parser("train", help="meta-train a learned optimizer")
     add_task_arguments(tr)
-    tr.add_argument("--optimizer", choices=["l2l", "metalstm"], default="l2l")
+    tr.add_argument("--optimizer", choices=["l2l", "metalstm", "rnnprop"], default="l2l")
     tr.add_argument("--lstm-hidden", type=_sizes, default=(20, 20),
                     help="LSTM layer sizes, e.g. 20,20 (l2l) or 20 (metalstm: its first layer)")
-    tr.add_argument("--output-scale", type=_positive_float, default=0.1, help="l2l output scale (0.1)")
+    tr.add_argument("--output-scale", type=_positive_float, default=None, help="l2l output scale (0.1)")
     tr.add_argument("--preprocess", choices=sorted(PREPROCESS), default="log_sign",
                     help="l2l: what the LSTM sees of the gradient: log_sign (the paper's, default) or "
                          "raw (the official code's on the quadratics)")
+    tr.add_argument("--step", type=_positive_float, default=None, help="rnnprop: the bound α of its step (0.1)")
+    tr.add_argument("--inputs", choices=RNNPROP_INPUTS, default="moments",
+                    help="rnnprop: Adam's moment ratios (default) or log/sign (the ablation)")
+    tr.add_argument("--unbounded", action="store_true", help="rnnprop: α · output instead of α tanh(output)")
+    tr.add_argument("--random-scaling", type=_positive_float, default=None, metavar="R",
+                    help="meta-train on f(c ⊙ θ), log c ~ U(−R, R) per coordinate and task (Lv et al. 2017)")
+    tr.add_argument("--plus-square", type=_positive_int, default=None, metavar="DIM",
+                    help="meta-train on the task plus a random convex square of DIM more coordinates "
+                         "(Lv et al. 2017)")
     tr.add_argument("--eta", type=_gate, default=None,
                     help="metalstm: start with z^i ≈ η (b^I = logit η) instead of the paper's z^i ≈ 0.01")
     add_training_arguments(tr, TrainConfig())
@@ -445,6 +479,9 @@ def build_parser():
     tr.add_argument("--validate-on", choices=VALIDATE_ON, default=TrainConfig().validate_on,
                     help="early-stopping score: the meta-loss over the horizon (default), or the "
                          "final training loss, the baselines' tuning score")
+    tr.add_argument("--validation-horizon", type=_positive_int, default=None, metavar="T",
+                    help="steps of the validation runs (default: --horizon); longer, to choose φ for "
+                         "the next horizon of a curriculum (Chen et al. 2020)")
     tr.add_argument("--meta-loss-weights", dest="weights", choices=WEIGHTS, default=TrainConfig().weights,
                     help="weights of the steps in the meta-loss: uniform (the mean, default) or "
                          "linear (w_t ∝ t: the same total, shifted to the end of the horizon)")

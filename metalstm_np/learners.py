@@ -24,7 +24,8 @@ from autograd.tracer import getval
 
 from .data import load_mnist
 
-__all__ = ["Task", "Quadratic", "MLP", "ACTIVATIONS", "mlp_shapes", "n_params", "unflatten", "log_softmax"]
+__all__ = ["Task", "Quadratic", "MLP", "RandomlyScaled", "PlusSquare", "ACTIVATIONS", "mlp_shapes", "n_params",
+           "unflatten", "log_softmax"]
 
 
 @dataclass(frozen=True)
@@ -186,3 +187,56 @@ class MLP:
                                          onehot[heldout])
 
         return Task(theta0=theta0, loss=loss, heldout_loss=heldout_loss)
+
+
+@dataclass(frozen=True)
+class RandomlyScaled:
+    r"""Tasks of `family` with every coordinate rescaled at random: f̃(θ) = f(c ⊙ θ), θ̃^0 = θ^0 / c,
+    log c_k ~ U(−r, r) drawn per task (Lv, Jiang & Li 2017, sec. 3.4, "random scaling"). The same
+    learner seen in other units: an optimizer meta-trained on such tasks cannot rely on the scale
+    of the gradients it was trained on. For meta-training only; evaluation uses the plain family."""
+
+    family: object
+    r: float = 3.0                 # the authors' code: 3 on MNIST, 1 on the convex square
+
+    def __post_init__(self):
+        if not (numpy.isfinite(self.r) and self.r > 0):
+            raise ValueError(f"random scaling range r must be positive, got {self.r!r}")
+
+    def sample(self, rng):
+        task = self.family.sample(rng)
+        c = numpy.exp(rng.uniform(-self.r, self.r, size=task.theta0.shape))
+        return Task(theta0=task.theta0 / c, loss=lambda theta, t: task.loss(c * theta, t),
+                    heldout_loss=lambda theta: task.heldout_loss(c * theta))
+
+
+@dataclass(frozen=True)
+class PlusSquare:
+    r"""Tasks of `family` combined with a random convex function of `dim` more coordinates
+    (Lv, Jiang & Li 2017, sec. 3.4): θ = [θ_f, x], f̃(θ) = f(θ_f) + mean_k min((c_k x_k − a_k)², 10),
+    a_k ~ U(−1, 1), log c_k ~ U(−r, r), x^0 = 0 (the authors' `Square`, randomly scaled with r = 1).
+    Its coordinates keep asking the optimizer for plain, well-conditioned descent, which the
+    learner's own loss may stop asking for late in a trajectory. For meta-training only."""
+
+    family: object
+    dim: int = 20
+    r: float = 1.0
+
+    def __post_init__(self):
+        if int(self.dim) != self.dim or self.dim < 1:
+            raise ValueError(f"the square's dimension must be a positive integer, got {self.dim!r}")
+        if not (numpy.isfinite(self.r) and self.r > 0):
+            raise ValueError(f"the square's scaling range r must be positive, got {self.r!r}")
+
+    def sample(self, rng):
+        task = self.family.sample(rng)
+        a = rng.uniform(-1.0, 1.0, size=self.dim)
+        c = numpy.exp(rng.uniform(-self.r, self.r, size=self.dim))
+        n = task.theta0.shape[0]
+
+        def square(x):
+            return np.mean(np.minimum((c * x - a) ** 2, 10.0))
+
+        return Task(theta0=numpy.concatenate([task.theta0, numpy.zeros(self.dim)]),
+                    loss=lambda theta, t: task.loss(theta[:n], t) + square(theta[n:]),
+                    heldout_loss=lambda theta: task.heldout_loss(theta[:n]) + square(theta[n:]))

@@ -18,6 +18,9 @@ tasks and the best φ so far is kept: early stopping on a validation set, as in 
     "final":      the training loss at the end of the horizon, L_{T+1} = f_{T+1}(θ_T), the quantity
                   the baselines' learning rates are tuned on (tuning.py), so that the learned
                   optimizer is selected by the same criterion as its opponents.
+With `validation_horizon` the validation runs are longer (or shorter) than the training horizon:
+the unroll-length curriculum of Chen et al. 2020 ("Training stronger baselines for learning to
+optimize") trains on one horizon and chooses φ on the next, longer one, then trains on that.
 `trajectories` and `validate_every` count tasks and are multiples of B; make `trajectories` a
 multiple of `validate_every` too, or the last ones are never validated.
 
@@ -45,6 +48,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Optional
 
 import numpy
 from autograd.misc.flatten import flatten
@@ -77,12 +81,15 @@ class TrainConfig:
     validate_on: str = "meta-loss"  # early-stopping score: "meta-loss" or "final" (see above)
     weights: str = "uniform"      # the meta-loss's weights over the horizon (see above)
     tasks_per_update: int = 1     # B: tasks whose meta-gradients each meta-update averages
+    validation_horizon: Optional[int] = None   # steps of the validation runs (None: the horizon)
 
     def __post_init__(self):
         for name in ("trajectories", "horizon", "unroll", "validate_every", "validation_tasks",
                      "tasks_per_update"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.validation_horizon is not None and self.validation_horizon < 1:
+            raise ValueError(f"validation_horizon must be at least 1, got {self.validation_horizon}")
         if self.horizon % self.unroll:
             raise ValueError(f"horizon {self.horizon} is not a multiple of unroll {self.unroll}")
         for name in ("trajectories", "validate_every"):
@@ -97,6 +104,9 @@ class TrainConfig:
             raise ValueError(f"unknown validation score {self.validate_on!r}; expected one of {VALIDATE_ON}")
         if self.weights not in WEIGHTS:
             raise ValueError(f"unknown meta-loss weights {self.weights!r}; expected one of {WEIGHTS}")
+        if self.meta_loss == "heldout" and self.validation_horizon not in (None, self.horizon):
+            raise ValueError(f"the held-out meta-loss is taken at θ_T of the training horizon: "
+                             f"validation_horizon {self.validation_horizon} does not apply")
         if self.meta_loss == "heldout" and self.weights != "uniform":
             raise ValueError(f"the held-out meta-loss is one loss at θ_T: it has no weights over "
                              f"steps to be {self.weights!r}")
@@ -109,13 +119,15 @@ class Diverged(RuntimeError):
     """A non-finite meta-loss or meta-gradient; the last good checkpoint is kept."""
 
 
-def horizon_weights(config):
-    r"""The meta-loss weights w_1..w_T over the horizon T, or None for "uniform" (w_t = 1/T, which
-    `meta_loss` uses by default). "linear": w_t = 2t / (T(T + 1)), which also sums to 1."""
+def horizon_weights(config, horizon=None):
+    r"""The meta-loss weights w_1..w_T over the horizon T (default config.horizon), or None for
+    "uniform" (w_t = 1/T, which `meta_loss` uses by default). "linear": w_t = 2t / (T(T + 1)),
+    which also sums to 1."""
     if config.weights == "uniform":
         return None
-    t = numpy.arange(1, config.horizon + 1)
-    return 2.0 * t / (config.horizon * (config.horizon + 1))
+    T = config.horizon if horizon is None else horizon
+    t = numpy.arange(1, T + 1)
+    return 2.0 * t / (T * (T + 1))
 
 
 def piece_weights(config, t0):
@@ -127,12 +139,14 @@ def piece_weights(config, t0):
 
 
 def _task_validation_score(optimizer, phi, task, config):
-    """One validation task's score: its meta-loss over the whole horizon (no truncation, no
-    gradient), or with config.validate_on == "final" its training loss after the last step, L_{T+1}."""
+    """One validation task's score: its meta-loss over the whole validation horizon T (no
+    truncation, no gradient), or with config.validate_on == "final" its training loss after the
+    last step, L_{T+1}. T is config.validation_horizon, or the training horizon if that is None."""
+    T = config.horizon if config.validation_horizon is None else config.validation_horizon
     if config.validate_on == "final":
-        return float(unroll(optimizer, phi, task, optimizer.init(phi, task.theta0), config.horizon)[0][-1])
-    return float(meta_loss(optimizer, phi, task, steps=config.horizon, kind=config.meta_loss,
-                           weights=horizon_weights(config))[0])
+        return float(unroll(optimizer, phi, task, optimizer.init(phi, task.theta0), T)[0][-1])
+    return float(meta_loss(optimizer, phi, task, steps=T, kind=config.meta_loss,
+                           weights=horizon_weights(config, T))[0])
 
 
 # The default validation score: the mean over the tasks of _task_validation_score.

@@ -17,12 +17,13 @@ import numpy
 from .l2l import l2l
 from .meta_lstm import gradient_descent_lstm, meta_lstm
 from .optimizers import HAND_DESIGNED
+from .rnnprop import rnnprop
 
 __all__ = ["OPTIMIZERS", "make_optimizer", "save_phi", "load_phi", "WeightsError",
            "atomic_write", "flatten_tree", "unflatten_tree"]
 
 OPTIMIZERS = {**{name: (lambda opt=opt: opt) for name, opt in HAND_DESIGNED.items()},
-              "l2l": l2l, "metalstm": meta_lstm, "gd_lstm": gradient_descent_lstm}
+              "l2l": l2l, "metalstm": meta_lstm, "gd_lstm": gradient_descent_lstm, "rnnprop": rnnprop}
 
 
 class WeightsError(ValueError):

@@ -8,7 +8,8 @@ from autograd.misc.flatten import flatten
 
 from metalstm_np import Quadratic, l2l, meta_lstm
 from metalstm_np.learners import Task
-from metalstm_np.meta_train import Diverged, TrainConfig, load_checkpoint, meta_train, validation_score
+from metalstm_np.meta_train import (Diverged, TrainConfig, draw_validation_tasks, load_checkpoint, meta_train,
+                                    validation_score)
 from metalstm_np.serialization import load_phi
 
 TINY = TrainConfig(trajectories=6, horizon=6, unroll=3, validate_every=2, validation_tasks=2,
@@ -381,3 +382,19 @@ def test_a_killed_worker_stops_the_run_with_one_clear_error_and_keeps_the_checkp
             meta_train(tiny_l2l(), KilledAt(5), Quadratic(3), config, tmp_path / "c.npz", pool=pool)
     assert load_checkpoint(tmp_path / "c.npz")[2]["trajectory"] == 4
     assert multiprocessing.active_children() == []              # no worker left behind
+
+
+def test_validation_horizon_scores_longer_runs_than_training(tmp_path):
+    """validation_horizon = 12 with horizon 6 (a curriculum's next horizon): the first validation is
+    the mean of L_13 over the validation tasks, not L_7; the held-out meta-loss refuses it."""
+    from metalstm_np.unroll import unroll
+    config = replace(TINY, validation_horizon=12, validate_on="final")
+    tasks = draw_validation_tasks(Quadratic(3), config.seed, config.validation_tasks)
+    _, history = meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), replace(config, trajectories=2),
+                            tmp_path / "c.npz")
+    opt = tiny_l2l()
+    phi0 = opt.init_phi(np.random.default_rng([config.seed, 0]))
+    expected = np.mean([float(unroll(opt, phi0, t, opt.init(phi0, t.theta0), 12)[0][-1]) for t in tasks])
+    assert history["validation"][0] == expected
+    with pytest.raises(ValueError, match="validation_horizon 8 does not apply"):
+        TrainConfig(horizon=4, unroll=4, meta_loss="heldout", validation_horizon=8)

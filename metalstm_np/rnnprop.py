@@ -1,0 +1,121 @@
+r"""A learned optimizer built to generalize: RNNprop (Lv, Jiang & Li 2017), in the Optimizer interface.
+
+"Learning gradient descent: better generalization and longer horizons" (ICML 2017) names two
+reasons why the optimizer of Andrychowicz et al. 2016 fails past its training horizon and on other
+learners, and a remedy for each, which are the options of `rnnprop` here:
+
+1. Its input depends on the scale of the gradient, so a learner whose gradients are larger or
+   smaller than the training ones (another activation, another depth) feeds it inputs it never
+   saw. RNNprop feeds it Adam's scale-free ratios instead (sec. 3.2, `inputs="moments"`):
+
+       m_t = β1 m_{t−1} + (1 − β1) ∇_t,      v_t = β2 v_{t−1} + (1 − β2) ∇_t²
+       m̂_t = m_t / (1 − β1^t),              v̂_t = v_t / (1 − β2^t)
+       x_t = (∇_t / (√v̂_t + ε),  m̂_t / (√v̂_t + ε))                                   (`moment_features`)
+
+   with β1 = β2 = 0.95 as in the authors' code; `inputs="log_sign"` is the log/sign input of
+   Andrychowicz et al. (appendix A), for the ablation.
+2. Its step is unbounded, so one large output can throw θ far away on a long horizon. RNNprop
+   bounds it (sec. 3.3, `bounded=True`):
+
+       θ_t = θ_{t−1} − α tanh(w_out · h_t + b_out),   α = 0.1                          (`bounded_step`)
+
+   `bounded=False` takes θ_t = θ_{t−1} − α (w_out · h_t + b_out) instead.
+
+Between input and LSTM sits one dense layer of 20 ELU units, x ↦ elu(x W_in + b_in), as in the
+authors' code; the LSTM is two layers of 20 units, shared by every coordinate (lstm.py).
+
+Two more remedies are properties of the training tasks, not of the optimizer (learners.py):
+`RandomlyScaled` (sec. 3.4, random scaling of the coordinates, θ ↦ f(c ⊙ θ)) and `PlusSquare`
+(sec. 3.4, the training loss combined with a random convex function), both used while
+meta-training only.
+"""
+import autograd.numpy as np
+
+from .lstm import init_lstm, lstm_cell, lstm_zero_state
+from .optimizers import Optimizer, params
+from .preprocess import log_and_sign
+
+__all__ = ["rnnprop", "moment_features", "bounded_step", "elu", "INPUTS"]
+
+INPUTS = ("moments", "log_sign")
+
+
+def elu(a):
+    r"""elu(a) = a for a > 0, e^a − 1 otherwise (expm1 of min(a, 0), so the branch np.where discards
+    is never inf and its derivative never NaN)."""
+    return np.where(a > 0, a, np.expm1(np.minimum(a, 0.0)))
+
+
+def moment_features(grad, m, v, t, beta1, beta2, eps):
+    r"""(x_t (n, 2), m_t, v_t): Adam's moments after ∇_t at step t ≥ 1 and the ratios
+    ∇_t / (√v̂_t + ε), m̂_t / (√v̂_t + ε)   (Lv et al. 2017, sec. 3.2)."""
+    m = beta1 * m + (1.0 - beta1) * grad
+    v = beta2 * v + (1.0 - beta2) * grad * grad
+    scale = np.sqrt(v / (1.0 - beta2 ** t)) + eps                    # √v̂_t + ε
+    return np.stack([grad / scale, m / (1.0 - beta1 ** t) / scale], axis=-1), m, v
+
+
+def bounded_step(a, step, bounded=True):
+    r"""The step θ_{t−1} − θ_t from the output a: α tanh(a), or α a when not bounded (sec. 3.3)."""
+    return step * np.tanh(a) if bounded else step * a
+
+
+def rnnprop(hidden=(20, 20), dense=20, step=0.1, beta1=0.95, beta2=0.95, eps=1e-8,
+            inputs="moments", bounded=True, p=10.0, dtype="float32"):
+    r"""RNNprop as an Optimizer; φ = {"w_in", "b_in", "lstm1", "lstm2", "w_out", "b_out"}.
+
+    hidden: LSTM layer sizes; dense: units of the ELU input layer; step: α; beta1, beta2, eps:
+    the moments of the input; inputs: "moments" (RNNprop) or "log_sign" (with exponent p);
+    bounded: α tanh(output) (RNNprop) or α · output; dtype: of φ and the LSTM states (θ stays
+    float64). See the module docstring for the equations.
+    """
+    hidden = tuple(int(H) for H in hidden)
+    if inputs not in INPUTS:
+        raise ValueError(f"unknown inputs {inputs!r}; expected one of {INPUTS}")
+    for name, value in (("beta1", beta1), ("beta2", beta2)):
+        if not 0 <= value < 1:
+            raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+    if not step > 0:
+        raise ValueError(f"step must be positive, got {step!r}")
+
+    def init_phi(rng):
+        phi = {"w_in": (rng.uniform(-1, 1, size=(2, dense)) / np.sqrt(2)).astype(dtype),
+               "b_in": np.zeros(dense, dtype)}
+        D = dense
+        for k, H in enumerate(hidden, start=1):
+            phi[f"lstm{k}"] = init_lstm(rng, D, H, dtype=dtype)
+            D = H
+        phi["w_out"] = (rng.uniform(-0.1, 0.1, size=D) / np.sqrt(D)).astype(dtype)
+        phi["b_out"] = np.zeros((), dtype)
+        return phi
+
+    def init(phi, theta0):
+        n = theta0.shape[0]
+        h, c = zip(*(lstm_zero_state(n, H, dtype) for H in hidden))
+        zeros = np.zeros(n)
+        return {"theta": theta0, "m": zeros, "v": zeros, "t": 0, "h": list(h), "c": list(c)}
+
+    def update(phi, state, grad, loss):
+        r"""θ_t = θ_{t−1} − α tanh(w_out · h_t + b_out), h_t from the LSTM fed x_t (module docstring)."""
+        t = state["t"] + 1
+        if inputs == "moments":
+            x, m, v = moment_features(grad, state["m"], state["v"], t, beta1, beta2, eps)
+        else:
+            x, m, v = log_and_sign(grad, p), state["m"], state["v"]
+        x = elu(x.astype(dtype) @ phi["w_in"] + phi["b_in"])             # (n, dense)
+        hs, cs = [], []
+        for k in range(len(hidden)):
+            h, c = lstm_cell(phi[f"lstm{k + 1}"], x, state["h"][k], state["c"][k])
+            hs.append(h)
+            cs.append(c)
+            x = h                                                       # (n, H)
+        a = x @ phi["w_out"] + phi["b_out"]                             # (n,)
+        theta = state["theta"]
+        return {"theta": theta - bounded_step(a, step, bounded).astype(theta.dtype), "m": m, "v": v,
+                "t": t, "h": hs, "c": cs}
+
+    return Optimizer(name="rnnprop", init_phi=init_phi, init=init, update=update, params=params,
+                     config={"hidden": list(hidden), "dense": dense, "step": step, "beta1": beta1,
+                             "beta2": beta2, "eps": eps, "inputs": inputs, "bounded": bounded,
+                             "p": p, "dtype": dtype},
+                     learned=True)

@@ -1,0 +1,138 @@
+r"""Tests for metalstm_np.rnnprop (Lv, Jiang & Li 2017) and the two task remedies of learners.py:
+the moment inputs against a plain reading of their equations and for scale invariance, the bounded
+step's bound, check_grads, a zero update from a zero output layer, save/load, and the randomly
+scaled and square-combined tasks against the functions they are defined as."""
+import numpy as np
+import pytest
+from autograd import grad as autograd_grad
+from autograd.test_util import check_grads
+from conftest import ravel_tree, trajectory
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from metalstm_np.learners import PlusSquare, Quadratic, RandomlyScaled
+from metalstm_np.rnnprop import bounded_step, elu, moment_features, rnnprop
+from metalstm_np.serialization import load_phi, save_phi
+
+N = 6
+
+
+def lively(opt, seed):
+    """φ with O(1) weights and the state after two updates, so no derivative is trivially zero."""
+    rng = np.random.default_rng(seed)
+    phi = opt.init_phi(rng)
+    phi = {k: ({n: rng.uniform(-0.7, 0.7, v.shape) for n, v in p.items()} if isinstance(p, dict)
+               else rng.uniform(-0.7, 0.7, np.shape(p))) for k, p in phi.items()}
+    state = opt.init(phi, rng.standard_normal(N))
+    for _ in range(2):
+        state = opt.update(phi, state, rng.standard_normal(N), 1.0)
+    return phi, state
+
+
+def test_moment_features_follow_their_equations():
+    rng = np.random.default_rng(0)
+    grads = rng.standard_normal((4, N))
+    m, v = np.zeros(N), np.zeros(N)
+    ref_m, ref_v = np.zeros(N), np.zeros(N)
+    for t, g in enumerate(grads, start=1):
+        x, m, v = moment_features(g, m, v, t, 0.9, 0.8, 1e-8)
+        ref_m, ref_v = 0.9 * ref_m + 0.1 * g, 0.8 * ref_v + 0.2 * g ** 2
+        s = np.sqrt(ref_v / (1 - 0.8 ** t)) + 1e-8
+        np.testing.assert_allclose(x[:, 0], g / s, rtol=1e-14)
+        np.testing.assert_allclose(x[:, 1], ref_m / (1 - 0.9 ** t) / s, rtol=1e-14)
+    x1, _, _ = moment_features(grads[0], np.zeros(N), np.zeros(N), 1, 0.95, 0.95, 0.0)
+    np.testing.assert_allclose(x1, np.sign(grads[0])[:, None] * np.ones(2), rtol=1e-14)   # t = 1: ±1
+
+
+def test_the_moment_inputs_and_so_the_trajectory_do_not_depend_on_the_scale_of_the_loss():
+    """On λ f the moment inputs are those on f (up to ε), so RNNprop takes the same steps; the
+    log/sign input sees log λ and does not."""
+    task = Quadratic(N).sample(np.random.default_rng(1))
+    scaled = type(task)(task.theta0, lambda theta, t: 1000.0 * task.loss(theta, t), task.heldout_loss)
+    for inputs, same in (("moments", True), ("log_sign", False)):
+        opt = rnnprop(hidden=(4,), dense=3, inputs=inputs, dtype="float64")
+        phi = opt.init_phi(np.random.default_rng(2))
+        a, _, _ = trajectory(opt, phi, task, 10)
+        b, _, _ = trajectory(opt, phi, scaled, 10)
+        assert np.allclose(a, b, rtol=0, atol=1e-9) == same
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=20), st.floats(1e-3, 10.0))
+def test_the_bounded_step_never_exceeds_alpha(outputs, alpha):
+    a = np.array(outputs)
+    assert np.all(np.abs(bounded_step(a, alpha)) <= alpha)
+    np.testing.assert_array_equal(bounded_step(a, alpha, bounded=False), alpha * a)
+
+
+def test_elu_and_its_derivative_are_finite_far_out():
+    a = np.array([-1e4, -1.0, 0.0, 2.0, 1e4])
+    np.testing.assert_allclose(elu(a), [-1.0, np.expm1(-1.0), 0.0, 2.0, 1e4], rtol=1e-15)
+    d = [autograd_grad(lambda x: elu(x))(float(x)) for x in a]
+    assert np.all(np.isfinite(d)) and d[-1] == 1.0 and d[1] == pytest.approx(np.exp(-1.0))
+
+
+@pytest.mark.parametrize("inputs, bounded", [("moments", True), ("log_sign", False)])
+def test_check_grads_update_wrt_phi_and_state(inputs, bounded):
+    opt = rnnprop(hidden=(4, 3), dense=5, inputs=inputs, bounded=bounded, dtype="float64")
+    phi, state = lively(opt, 3)
+    g = np.random.default_rng(4).standard_normal(N)
+    check_grads(lambda phi_: ravel_tree(opt.update(phi_, state, g, 1.0)), modes=["rev"], order=1)(phi)
+    check_grads(lambda g_: ravel_tree(opt.update(phi, state, g_, 1.0)), modes=["rev"], order=1)(g)
+
+
+def test_a_zero_output_layer_gives_a_zero_update_and_the_moments_still_move():
+    opt = rnnprop(hidden=(4,), dense=3, dtype="float64")
+    phi, state = lively(opt, 5)
+    phi = {**phi, "w_out": np.zeros_like(phi["w_out"]), "b_out": np.zeros(())}
+    g = np.random.default_rng(6).standard_normal(N)
+    new = opt.update(phi, state, g, 1.0)
+    np.testing.assert_array_equal(new["theta"], state["theta"])
+    assert new["t"] == state["t"] + 1 and not np.array_equal(new["m"], state["m"])
+
+
+def test_saved_and_loaded_with_its_options(tmp_path):
+    opt = rnnprop(hidden=(4,), inputs="log_sign", bounded=False, step=0.05)
+    phi = opt.init_phi(np.random.default_rng(7))
+    save_phi(tmp_path / "w.npz", opt, phi)
+    loaded, phi2, _ = load_phi(tmp_path / "w.npz", expect="rnnprop")
+    assert loaded.config == opt.config and loaded.config["bounded"] is False
+    np.testing.assert_array_equal(ravel_tree(phi), ravel_tree(phi2))
+
+
+@pytest.mark.parametrize("bad, message", [(dict(inputs="raw"), "'raw'"), (dict(beta1=1.0), "beta1"),
+                                          (dict(step=0.0), "step")])
+def test_bad_options_name_the_value(bad, message):
+    with pytest.raises(ValueError, match=message):
+        rnnprop(**bad)
+
+
+def test_random_scaling_is_the_same_function_in_other_units():
+    """f̃(θ) = f(c ⊙ θ), θ̃^0 = θ^0 / c: the same loss at the start, ∇f̃ = c ⊙ ∇f(c ⊙ θ)."""
+    inner = Quadratic(N)
+    task = inner.sample(np.random.default_rng(8))
+    scaled = RandomlyScaled(inner, r=2.0).sample(np.random.default_rng(8))
+    c = task.theta0 / scaled.theta0
+    assert np.all((np.exp(-2.0) <= c) & (c <= np.exp(2.0))) and np.std(np.log(c)) > 0.3
+    assert scaled.loss(scaled.theta0, 1) == pytest.approx(task.loss(task.theta0, 1), rel=1e-12)
+    theta = np.random.default_rng(9).standard_normal(N)
+    np.testing.assert_allclose(autograd_grad(scaled.loss)(theta, 1), c * autograd_grad(task.loss)(c * theta, 1),
+                               rtol=1e-12)
+    with pytest.raises(ValueError, match="-1"):
+        RandomlyScaled(inner, r=-1)
+
+
+def test_plus_square_adds_a_clipped_random_square_on_more_coordinates():
+    inner = Quadratic(N)
+    task = inner.sample(np.random.default_rng(10))
+    both = PlusSquare(inner, dim=4, r=0.5).sample(np.random.default_rng(10))
+    assert both.theta0.shape == (N + 4,) and np.all(both.theta0[N:] == 0)
+    np.testing.assert_array_equal(both.theta0[:N], task.theta0)
+    rng = np.random.default_rng(10)
+    inner.sample(rng)
+    a, c = rng.uniform(-1, 1, 4), np.exp(rng.uniform(-0.5, 0.5, 4))
+    x = np.array([0.1, 50.0, -0.3, 0.0])
+    theta = np.concatenate([task.theta0, x])
+    expected = task.loss(task.theta0, 1) + np.mean(np.minimum((c * x - a) ** 2, 10.0))
+    assert both.loss(theta, 1) == pytest.approx(expected, rel=1e-13)
+    assert autograd_grad(both.loss)(theta, 1)[N + 1] == 0.0            # clipped at 10: no gradient
