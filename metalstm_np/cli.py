@@ -12,9 +12,12 @@ Every user error (bad flag, bad value, missing or malformed weights file, weight
 the optimizer) prints one line `metalstm: error: ...` and exits with status 2; no traceback.
 """
 import argparse
+import contextlib
 import json
+import os
 import shlex
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -62,21 +65,78 @@ _positive_float = _checked(float, lambda v: bool(numpy.isfinite(v)) and v > 0, "
 _gate = _checked(float, lambda v: 0 < v < 1, "a gate value strictly between 0 and 1")
 
 
+def _name_max(folder):
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
+def _check_path_names(text, flag):
+    """Path(text), refused if empty, with a component too long for the file system, or under a file."""
+    if str(text) == "":
+        raise UsageError(f"{flag} '': expected a path")
+    path = Path(text)
+    for part in path.parts:
+        if len(part.encode()) > _name_max(path.anchor or "."):
+            raise UsageError(f"{flag} {path}: the name {part[:20]}... is longer than the file system allows")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise UsageError(f"{flag} {path}: {parent} is a file, not a folder")
+    return path
+
+
+def _writable_folder(text, flag="--out"):
+    """The output folder `text`, created if need be and checked to be writable before any work."""
+    path = _check_path_names(text, flag)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{flag} {path}: exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise UsageError(f"{flag} {path}: cannot write there ({e.strerror or e})") from None
+    return path
+
+
+def _writable_file(text, flag="--out"):
+    """The output file `text`: not a folder, a device or under a file, its folder writable."""
+    path = _check_path_names(text, flag)
+    if path.exists() and not path.is_file():
+        raise UsageError(f"{flag} {path}: exists and is not a regular file")
+    _writable_folder(path.parent if str(path.parent) else ".", flag=f"{flag} {path}: its folder")
+    return path
+
+
+MLP_FLAGS = {"hidden": 20, "layers": 1, "activation": "sigmoid", "batch": 128}   # and their defaults
+
+
 def add_task_arguments(parser):
     """--task and the MLP's flags, shared by every subcommand that samples tasks."""
     parser.add_argument("--task", choices=["quadratic", "mlp"], default="mlp",
                         help="10-d random quadratics, or an MLP on MNIST (default)")
-    parser.add_argument("--hidden", type=_positive_int, default=20, help="MLP units per hidden layer (20)")
-    parser.add_argument("--layers", type=_positive_int, default=1, help="MLP hidden layers (1)")
-    parser.add_argument("--activation", choices=sorted(ACTIVATIONS), default="sigmoid")
-    parser.add_argument("--batch", type=_positive_int, default=128, help="minibatch size (128)")
+    parser.add_argument("--hidden", type=_positive_int, default=None, help="MLP units per hidden layer (20)")
+    parser.add_argument("--layers", type=_positive_int, default=None, help="MLP hidden layers (1)")
+    parser.add_argument("--activation", choices=sorted(ACTIVATIONS), default=None, help="MLP activation (sigmoid)")
+    parser.add_argument("--batch", type=_positive_int, default=None, help="MLP minibatch size (128)")
 
 
 def family_from_args(args, split="train"):
-    """The task family the flags describe; MLP minibatches come from `split`."""
+    """The task family the flags describe; MLP minibatches come from `split`. The MLP's flags are
+    refused on the quadratics, which they would not change."""
+    given = {name: getattr(args, name) for name in MLP_FLAGS if getattr(args, name) is not None}
     if args.task == "quadratic":
+        if given:
+            raise UsageError(f"--{next(iter(given))} is a flag of --task mlp; the quadratics do not use it")
         return Quadratic()
-    return MLP(hidden=(args.hidden,) * args.layers, activation=args.activation, batch=args.batch,
+    size = {**MLP_FLAGS, **given}
+    n_params = 784 * size["hidden"] + (size["layers"] - 1) * size["hidden"] ** 2 + 10 * size["hidden"]
+    if n_params > 10_000_000:          # a learned optimizer keeps ~80 floats per parameter: ~3 GB
+        raise UsageError(f"an MLP of {size['layers']} × {size['hidden']} units has about {n_params:,} "
+                         f"parameters: a learned optimizer's state alone would need about "
+                         f"{n_params * 320 / 2**30:.0f} GB (at most 10,000,000 parameters are accepted)")
+    return MLP(hidden=(size["hidden"],) * size["layers"], activation=size["activation"], batch=size["batch"],
                split=split)
 
 
@@ -97,24 +157,39 @@ def optimizer_from_args(args):
     return optimizer, phi
 
 
+def _finite_or_none(x):
+    return float(x) if numpy.isfinite(x) else None
+
+
 def cmd_evaluate(args):
     optimizer, phi = optimizer_from_args(args)
     family = family_from_args(args)
-    losses, _, _ = run_on_tasks(optimizer, phi, family, args.steps, args.runs, args.seed)
+    with numpy.errstate(all="ignore"):
+        losses, _, _ = run_on_tasks(optimizer, phi, family, args.steps, args.runs, args.seed)
     final = losses[:, -1]
+    with numpy.errstate(all="ignore"):
+        mean_per_step, final_mean, final_std = losses.mean(axis=0), final.mean(), final.std()
+    bad = ~numpy.isfinite(losses)
+    diverged = int(numpy.argmax(bad.any(axis=0))) if bad.any() else None   # the first step with a non-finite loss
     result = {"optimizer": args.optimizer, "task": args.task, "steps": args.steps, "runs": args.runs,
               "seed": args.seed, "phi_hyperparameters": {} if optimizer.learned else {
                   k: float(v) for k, v in phi.items() if numpy.ndim(v) == 0},
-              "mean_loss_per_step": losses.mean(axis=0).tolist(),
-              "final_loss_mean": float(final.mean()), "final_loss_std": float(final.std())}
+              "mean_loss_per_step": [_finite_or_none(v) for v in mean_per_step],
+              "final_loss_mean": _finite_or_none(final_mean), "final_loss_std": _finite_or_none(final_std),
+              "diverged_at_step": diverged,
+              "diverged_runs": int(bad.any(axis=1).sum())}
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(result, allow_nan=False))        # strict JSON: null, never NaN or Infinity
         return
     print(f"{args.optimizer} on {args.task}: {args.runs} runs of {args.steps} steps, seed {args.seed}")
     print(" step  mean loss")
     for t, value in enumerate(result["mean_loss_per_step"]):
-        print(f"{t:5d}  {value:.6g}")
-    print(f"final loss: {result['final_loss_mean']:.6g} ± {result['final_loss_std']:.3g} (mean ± std over runs)")
+        print(f"{t:5d}  {'diverged' if value is None else f'{value:.6g}'}")
+    if diverged is not None:
+        print(f"final loss: diverged ({result['diverged_runs']} of {args.runs} runs; the first non-finite loss "
+              f"at step {diverged})")
+    else:
+        print(f"final loss: {final_mean:.6g} ± {final_std:.3g} (mean ± std over runs)")
 
 
 def cmd_demo(args):
@@ -161,13 +236,63 @@ def run_training(args, optimizer, family, validation, config, **meta_train_optio
                          f"{config.validate_every}: the last trajectories would never be validated")
     if config.seed in (EVAL_SEED, TUNE_SEED):
         raise UsageError(f"--seed {config.seed} draws the evaluation or tuning tasks; train with another")
-    out = Path(args.out)
+    out = _writable_folder(args.out)
     checkpoint = out / "checkpoint.npz"
     if checkpoint.exists() and not args.resume:
         raise UsageError(f"{checkpoint} exists: add --resume to continue it, or choose another --out")
     if args.resume and not checkpoint.exists():
         raise UsageError(f"--resume: no checkpoint at {checkpoint}")
-    out.mkdir(parents=True, exist_ok=True)
+    if args.resume and getattr(args, "init_from", None):
+        raise UsageError(f"--init-from {args.init_from} starts a new run; --resume continues the one in "
+                         f"{out}: give one of them")
+    if args.resume:
+        done = load_checkpoint(checkpoint)[2]["trajectory"]
+        if config.trajectories < done:
+            raise UsageError(f"--trajectories {config.trajectories} is fewer than the {done} the checkpoint "
+                             f"in {out} has already done; give at least {done}")
+    with _lock(out):
+        _train_into(args, out, checkpoint, optimizer, family, validation, config, **meta_train_options)
+
+
+@contextlib.contextmanager
+def _lock(out):
+    """out/.lock, created atomically and holding this PID, while a run writes into `out`: a second
+    run into the same folder is refused; a lock left by a process that no longer exists is taken over."""
+    lock = out / ".lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid > 0 and _process_exists(pid):
+                raise UsageError(f"--out {out}: another run (PID {pid}) is writing into it; wait for it "
+                                 f"or choose another --out") from None
+            lock.unlink(missing_ok=True)                    # stale: its process is gone
+    else:
+        raise UsageError(f"--out {out}: could not take its lock file {lock}")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{os.getpid()}\n")
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _process_exists(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _train_into(args, out, checkpoint, optimizer, family, validation, config, **meta_train_options):
     with open(out / "command.txt", "a") as f:
         f.write("metalstm " + " ".join(shlex.quote(a) for a in sys.argv[1:]) + "\n")
     from tqdm import tqdm
@@ -194,14 +319,28 @@ def run_training(args, optimizer, family, validation, config, **meta_train_optio
         if args.resume:
             bar.update(load_checkpoint(checkpoint)[2]["trajectory"])
         with process_pool(args.workers) as pool:      # W = 1 too: BLAS on one thread, as with W = 2
-            meta_train(optimizer, family, validation, config, checkpoint, resume=args.resume,
-                       callback=report, best_path=out / "best.npz", pool=pool, **meta_train_options)
+            _, history = meta_train(optimizer, family, validation, config, checkpoint, resume=args.resume,
+                                    callback=report, best_path=out / "best.npz", pool=pool,
+                                    **meta_train_options)
     except (Diverged, WorkerLost) as e:
         raise UsageError(str(e)) from None
     finally:
         bar.close()
         log.close()
+    scores = history["validation"]
+    worst = max(scores[1:], default=scores[0])
+    if worst > EXPLODED * max(abs(scores[0]), 1.0):
+        raise UsageError(f"the meta-training exploded: a validation score reached {worst:.3g}, against "
+                         f"{scores[0]:.3g} before training (try a smaller --meta-lr); {out / 'best.npz'} "
+                         f"holds the best φ, from trajectory {_best_trajectory(checkpoint)}")
     print(f"best φ: {out / 'best.npz'}; checkpoint: {checkpoint}; log: {out / 'log.txt'}")
+
+
+EXPLODED = 1000.0     # a validation score this many times the untrained φ's (or 1) is reported
+
+
+def _best_trajectory(checkpoint):
+    return int(load_checkpoint(checkpoint)[2]["best"]["trajectory"])
 
 
 def _optimizer_to_train(args):
@@ -303,9 +442,10 @@ def cmd_fewshot_pretrain(args):
     (gd_lstm): score it with `fewshot_validation`, or start a meta-LSTM there with --theta0-from."""
     from . import fewshot
     from .experiments import e5_fewshot
-    out = Path(args.out)
+    out = _check_path_names(args.out, "--out")
     if out.exists():
         raise UsageError(f"--out {out} exists; not overwriting it")
+    _writable_file(args.out)
     learner = fewshot.Episodes(n_way=args.ways)
     features = e5_fewshot._features(e5_fewshot.FULL.pretrain_steps)
     n_out = learner.n_params - len(features)
@@ -338,8 +478,7 @@ def cmd_fewshot_evaluate(args):
     weights = Path(args.weights) if args.weights else PRETRAINED
     if not weights.is_dir():
         raise UsageError(f"--weights {weights}: no such folder")
-    out = Path(args.out or ("figures/quick" if args.quick else "figures"))
-    out.mkdir(parents=True, exist_ok=True)
+    out = _writable_folder(args.out if args.out is not None else ("figures/quick" if args.quick else "figures"))
     start = time.perf_counter()
     results = {"quick": args.quick, **e5_fewshot.run(Context(out=out, quick=args.quick, workers=args.workers,
                                                              weights=weights))}
@@ -351,25 +490,40 @@ def cmd_fewshot_evaluate(args):
           "no meta-LSTM weights)") + f" ({results['seconds']['e5']:.0f} s)")
 
 
+def _all_settings():
+    """Every setting whose baselines `metalstm tune` tunes: E1–E4's and E6's (one per family and horizon)."""
+    from .experiments import e6_general
+    from .experiments.common import SETTINGS
+    return {**SETTINGS, **e6_general.TUNED_SETTINGS}
+
+
 def _tune_job(job):
-    from .experiments.common import SETTINGS, TUNE_SEED
+    from .experiments.common import TUNE_SEED
     from .tuning import tune_lr
     key, name = job
-    setting = SETTINGS[key]
-    return tune_lr(make_optimizer(name), setting.family, setting.tune_steps, setting.tune_runs, TUNE_SEED)
+    setting = _all_settings()[key]
+    return tune_lr(make_optimizer(name), setting.family, setting.tune_steps, setting.tune_runs, TUNE_SEED,
+                   grid=setting.tune_grid)
 
 
 def cmd_tune(args):
-    from .experiments.common import BASELINES, SETTINGS, TUNE_SEED, process_pool
+    from .experiments.common import BASELINES, TUNE_SEED, process_pool
+    SETTINGS = _all_settings()
     keys = args.settings or list(SETTINGS)
+    keys = [k for key in keys for k in ([s for s in SETTINGS if s.startswith("e6/")] if key == "e6" else [key])]
     unknown = [k for k in keys if k not in SETTINGS]
     if unknown:
         raise UsageError(f"unknown setting(s) {unknown}; expected some of {list(SETTINGS)}")
+    out = _writable_file(args.out)                        # before the tuning, not after it
+    try:
+        tuned = json.loads(out.read_text()) if out.is_file() else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UsageError(f"--out {out}: exists and is not a readable JSON file to merge into ({e})") from None
+    if not isinstance(tuned, dict):
+        raise UsageError(f"--out {out}: holds {type(tuned).__name__}, not the JSON object of a tuned file")
     jobs = [(key, name) for key in keys for name in BASELINES]
     with process_pool(args.workers) as pool:
         found = dict(zip(jobs, pool.map(_tune_job, jobs)))
-    out = Path(args.out)
-    tuned = json.loads(out.read_text()) if out.is_file() else {}
     for key in keys:
         setting = SETTINGS[key]
         tuned[key] = {"lr": {name: found[key, name][0] for name in BASELINES},
@@ -394,7 +548,7 @@ def cmd_figures(args):
         text = Path(args.readme).read_text() if Path(args.readme).is_file() else ""
         if "<!-- results:start -->" not in text or "<!-- results:end -->" not in text:
             raise UsageError(f"{args.readme}: no <!-- results:start --> ... <!-- results:end --> markers")
-    out = Path(args.out or ("figures/quick" if args.quick else "figures"))
+    out = _writable_folder(args.out if args.out is not None else ("figures/quick" if args.quick else "figures"))
     results = run_all(out, quick=args.quick, workers=args.workers, only=only, tuned=args.tuned,
                       weights=args.weights)
     print(results_table(results))
@@ -520,8 +674,10 @@ def build_parser():
 
     tu = sub.add_parser("tune", help="tune the baselines' learning rates (written to a JSON file)")
     tu.add_argument("--settings", type=lambda text: text.split(","), default=None,
-                    help="comma-separated setting keys (default: all)")
-    tu.add_argument("--out", default=str(Path(__file__).parent / "pretrained" / "tuned.json"))
+                    help="comma-separated setting keys (default: all; e6: all of E6's)")
+    tu.add_argument("--out", required=True, metavar="FILE.json",
+                    help="where to write the learning rates (merged into the file if it exists); "
+                         "`metalstm figures --tuned FILE.json` reads them")
     tu.add_argument("--workers", type=_positive_int, default=2)
     tu.set_defaults(run=cmd_tune)
 
@@ -548,6 +704,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("metalstm: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:                  # e.g. `metalstm evaluate ... | head`: the reader is gone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return 0
 
 

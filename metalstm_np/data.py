@@ -20,6 +20,7 @@ README there for the licence and the checksums), so :func:`load_mnist` works aft
 """
 
 import gzip
+import hashlib
 import zlib
 from pathlib import Path
 
@@ -43,6 +44,14 @@ _MNIST_FILES = {
     "test": ("t10k-images.idx3-ubyte.gz", "t10k-labels.idx1-ubyte.gz"),
 }
 """split -> (images file, labels file) in DATA_DIR."""
+
+MNIST_SHA256 = {
+    "train-images.idx3-ubyte.gz": "0b367032e93c5d0cea0925647cfdb18614af8ee15f83e6f2fc2ad904a6835971",
+    "train-labels.idx1-ubyte.gz": "1787548bbe0bff1ec2ecdc0ef292b02df999e2d1a6002d27500982c652b17203",
+    "t10k-images.idx3-ubyte.gz": "1a1a05eab793c14bb050b398624a11b0ffd1a2953baed553b1b9bd079e2a20be",
+    "t10k-labels.idx1-ubyte.gz": "b91679a0acfe4ba0e50a2437a903084cba1f5f92592b016a25a7dfd00455798b",
+}
+"""file in DATA_DIR -> SHA-256 of its (compressed) bytes, checked by load_mnist before it reads it."""
 
 _MNIST_CACHE = {}
 """split -> (images, labels), filled by load_mnist; the arrays are read-only."""
@@ -117,6 +126,19 @@ def mnist_path(name):
     return DATA_DIR / name
 
 
+def _check_sha256(path):
+    """Refuse a vendored MNIST file that is missing, unreadable or not the recorded one (IDXError)."""
+    if not path.is_file():
+        raise IDXError(f"{path}: the vendored MNIST file is missing (or not a file); reinstall the package")
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as e:
+        raise IDXError(f"{path}: cannot be read ({e.strerror or e})") from None
+    if digest != MNIST_SHA256[path.name]:
+        raise IDXError(f"{path}: SHA-256 {digest[:16]}... is not the recorded {MNIST_SHA256[path.name][:16]}...: "
+                       f"the file is corrupted or altered; reinstall the package")
+
+
 def load_mnist(split):
     r"""MNIST ``split`` ("train": 60000 examples, "test": 10000) as ``(images, labels)``.
 
@@ -125,13 +147,16 @@ def load_mnist(split):
 
     The result is cached: a second call returns the same arrays, which are read-only
     (``writeable = False``); copy them before changing them. Raises ``ValueError`` for an unknown
-    split and :class:`IDXError` if the files are malformed or disagree with each other.
+    split and :class:`IDXError` if a file is missing, unreadable or not the recorded one (its
+    SHA-256, `MNIST_SHA256`), malformed, or if the files disagree with each other.
     """
     if split not in _MNIST_FILES:
         raise ValueError(f"unknown MNIST split {split!r}, expected one of {sorted(_MNIST_FILES)}")
     if split in _MNIST_CACHE:
         return _MNIST_CACHE[split]
     images_path, labels_path = (mnist_path(name) for name in _MNIST_FILES[split])
+    for path in (images_path, labels_path):
+        _check_sha256(path)
     pixels = read_idx(images_path)  # (N, 28, 28)
     digits = read_idx(labels_path)  # (N,)
     if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[1:] != (28, 28):

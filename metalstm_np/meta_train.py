@@ -171,14 +171,44 @@ def _checkpoint_arrays(phi_adam, best, history, config, trajectory, family):
 
 
 def load_checkpoint(path):
-    """(optimizer, φ, state dict) from a checkpoint written by meta_train."""
+    """(optimizer, φ, state dict) from a checkpoint written by meta_train; every key, shape and type
+    is checked, and a problem raises ValueError naming the file and the key."""
     optimizer, phi, extra = load_phi(path)
+    n = flatten(phi)[0].shape[0]
+
+    def need(key, shape=None, kind=None):
+        if key not in extra:
+            raise ValueError(f"{path}: not a complete checkpoint (no {key!r})")
+        value = extra[key]
+        if shape is not None and value.shape != shape:
+            raise ValueError(f"{path}: {key} has shape {value.shape}, expected {shape}")
+        if kind is not None and value.dtype.kind not in kind:
+            raise ValueError(f"{path}: {key} has dtype {value.dtype}, expected {'a number' if kind != 'U' else 'text'}")
+        return value
+
+    for key in ("adam/theta", "adam/m", "adam/v", "best_phi"):
+        need(key, (n,), "f")
+    for key in ("adam/t", "trajectory", "best/trajectory"):
+        value = need(key, (), "iu")
+        if value < 0:
+            raise ValueError(f"{path}: {key} = {value}, a negative count")
+    need("best/validation", (), "f")
+    for key in ("history/meta_loss", "history/validation_trajectory", "history/validation"):
+        if need(key, kind="f").ndim != 1:
+            raise ValueError(f"{path}: {key} is not a list")
+    try:
+        config = TrainConfig(**json.loads(str(need("train_config", (), "U"))))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: its train_config is not a valid TrainConfig ({e})") from None
     state = {"adam": {k[5:]: extra[k] for k in extra if k.startswith("adam/")},
              "best": {k[5:]: extra[k] for k in extra if k.startswith("best/")},
              "history": {k[8:]: list(extra[k]) for k in extra if k.startswith("history/")},
              "trajectory": int(extra["trajectory"]),
-             "config": TrainConfig(**json.loads(str(extra["train_config"]))),
+             "config": config,
              "family": str(extra["family"]) if "family" in extra else None}
+    if state["trajectory"] > config.trajectories or len(state["history"]["meta_loss"]) != state["trajectory"]:
+        raise ValueError(f"{path}: its counter ({state['trajectory']} trajectories) does not match its "
+                         f"history ({len(state['history']['meta_loss'])} meta-losses)")
     state["best"]["phi"] = extra["best_phi"]
     state["adam"]["t"] = int(state["adam"]["t"])
     return optimizer, phi, state

@@ -7,12 +7,14 @@ picklable description (no closures), and `fn` a top-level function, so that a wo
 run it; with pool=None the jobs run here, one after another, through the same `fn`.
 
 A worker that dies (killed, out of memory) ends `run_jobs` with `WorkerLost`; the pool's other
-workers are stopped, so no process is left behind.
+workers are stopped, so no process is left behind; and workers whose parent dies exit too.
 """
 import contextlib
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -25,10 +27,18 @@ class WorkerLost(RuntimeError):
     """A worker process of the pool died while it ran a job."""
 
 
-def _ignore_interrupts():
-    """Worker initializer: Ctrl-C goes to the whole process group; the parent handles it (and stops
-    the workers), so that a worker never prints a traceback of its own."""
+def _worker_init():
+    """Worker initializer. Ctrl-C goes to the whole process group; the parent handles it (and stops
+    the workers), so a worker ignores it and never prints a traceback of its own. A parent that
+    dies without stopping them (kill -9) would leave them waiting for work forever, so each worker
+    watches its parent and exits when it is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        def exit_with_parent():
+            multiprocessing.connection.wait([parent.sentinel])
+            os._exit(1)
+        threading.Thread(target=exit_with_parent, daemon=True).start()
 
 
 def _workers(pool):
@@ -70,7 +80,7 @@ def process_pool(workers):
         os.environ.update({v: "1" for v in BLAS_THREAD_VARS})
     try:
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_ignore_interrupts)
+                                   initializer=_worker_init)
         try:
             yield pool
         except BaseException:

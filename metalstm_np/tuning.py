@@ -12,7 +12,7 @@ import numpy
 
 from .evaluation import run_on_tasks
 
-__all__ = ["tune_lr"]
+__all__ = ["tune_lr", "quarter_decades"]
 
 
 def _score(optimizer, lr, family, steps, runs, seed):
@@ -22,12 +22,24 @@ def _score(optimizer, lr, family, steps, runs, seed):
     return float(final.mean()) if numpy.all(numpy.isfinite(final)) else float("inf")
 
 
-def tune_lr(optimizer, family, steps, runs, seed, lo=-8, hi=0, limits=(-14, 4)):
+def quarter_decades(lo=1e-4, hi=10.0):
+    """The grid 10^(k/4) from lo to hi (both powers of 10^(1/4)): 1e-4, 1.78e-4, ..., 10 by default."""
+    return tuple(10.0 ** (k / 4) for k in range(round(4 * numpy.log10(lo)), round(4 * numpy.log10(hi)) + 1))
+
+
+def tune_lr(optimizer, family, steps, runs, seed, lo=-8, hi=0, limits=(-14, 4), grid=None):
     r"""(best learning rate, {lr: score}) for a hand-designed optimizer with an "lr" hyperparameter.
 
     The grid is 10^(k/2) for k = lo..hi (default 1e-4 to 1); while the best k is lo or hi, the grid
-    grows by one half-decade on that side, up to `limits`.
+    grows by one half-decade on that side, up to `limits`. With `grid` (e.g. quarter_decades()),
+    exactly those learning rates are scored, and a best one on an edge of the grid is kept.
     """
+    if grid is not None:
+        scores = {lr: _score(optimizer, lr, family, steps, runs, seed) for lr in grid}
+        best = min(scores, key=lambda lr: (scores[lr], lr))
+        if scores[best] == float("inf"):
+            raise ValueError(f"{optimizer.name}: every learning rate of the grid diverged")
+        return best, scores
     scores = {}
     k_lo, k_hi = lo, hi
     while True:

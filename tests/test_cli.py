@@ -318,7 +318,7 @@ def test_ctrl_c_stops_the_run_and_its_workers(tmp_path):
         time.sleep(0.1)
     os.killpg(run.pid, signal.SIGINT)
     _, err = run.communicate(timeout=60)
-    assert run.returncode == 130
+    assert run.returncode == 130, err.splitlines()[-1][-400:]
     assert err.strip().splitlines()[-1] == "metalstm: interrupted" and "Traceback" not in err
     deadline = time.monotonic() + 20         # the exited resource tracker takes a moment to be reaped
     while time.monotonic() < deadline:

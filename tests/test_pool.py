@@ -44,3 +44,43 @@ def test_an_exception_in_the_block_ends_the_workers_at_once():
     assert time.monotonic() - start < 15                     # not the 2 × 30 s the jobs would take
     assert all(f.cancelled() or f.exception(timeout=0) is not None for f in futures)
     assert multiprocessing.active_children() == []
+
+
+def test_workers_exit_when_their_parent_is_killed(tmp_path):
+    """kill -9 of a process that holds a pool: its workers do not wait for work forever."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    script = tmp_path / "parent.py"
+    script.write_text("import time\n"
+                      "from metalstm_np.pool import process_pool\n"
+                      "if __name__ == '__main__':\n"
+                      "    with process_pool(2) as pool:\n"
+                      "        pool.submit(time.sleep, 0).result()          # starts the workers\n"
+                      "        print(*[p.pid for p in pool._processes.values()], flush=True)\n"
+                      "        time.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    workers = [int(pid) for pid in parent.stdout.readline().split()]
+    assert len(workers) >= 1
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait(timeout=10)
+    deadline = time.monotonic() + 20
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in workers if _alive(pid)]
+        time.sleep(0.2)
+    assert alive == [], f"workers {alive} outlived their parent"
+
+
+def _alive(pid):
+    import os
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:                   # a zombie is dead, only not yet reaped
+            return f.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False

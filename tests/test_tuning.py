@@ -45,3 +45,16 @@ def test_diverging_learning_rates_score_inf():
 def test_all_diverging_is_an_error_not_a_learning_rate():
     with pytest.raises(ValueError, match="sgd: every learning rate from"):
         tune_lr(sgd, Bowl(1e9), steps=50, runs=1, seed=0, lo=-2, hi=0, limits=(-2, 0))
+
+
+def test_a_given_grid_is_scored_exactly_and_not_widened():
+    """grid=: exactly those rates, each scored as the default grid scores it; a best rate on the
+    edge of the grid is kept (no widening)."""
+    from metalstm_np import sgd
+    from metalstm_np.learners import Quadratic
+    from metalstm_np.tuning import _score, quarter_decades
+    grid = quarter_decades(1e-4, 1e-3)                         # all too small: the best is the top edge
+    assert len(grid) == 5
+    best, scores = tune_lr(sgd, Quadratic(), 20, 2, 5, grid=grid)
+    assert list(scores) == list(grid) and best == grid[-1]
+    assert scores[grid[2]] == _score(sgd, grid[2], Quadratic(), 20, 2, 5)

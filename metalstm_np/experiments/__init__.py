@@ -5,6 +5,7 @@ r"""The experiments, one module each; `run_all` runs them and writes figures/res
     e3_generalization  Andrychowicz et al. Fig. 5: 40 units, 2 layers, ReLU
     e4_one_layer       one LSTM layer against two
     e5_fewshot         Ravi & Larochelle: few-shot episodes on rotated MNIST, and the gate figure
+    e6_general         beyond both papers: RNNprop, trained on E2's family, on other families and horizons
 
 Every number in the README's results table comes from results.json (see `results_table`).
 """
@@ -12,7 +13,7 @@ import json
 import time
 from pathlib import Path
 
-from . import e1_quadratic, e2_mnist, e3_generalization, e4_one_layer, e5_fewshot
+from . import e1_quadratic, e2_mnist, e3_generalization, e4_one_layer, e5_fewshot, e6_general
 from .common import Context, load_tuned, process_pool
 from .e4_one_layer import LEARNED_BOTH
 
@@ -21,7 +22,7 @@ E4_TWO, E4_ONE = LEARNED_BOTH          # the labels of the two- and the one-laye
 __all__ = ["EXPERIMENTS", "run_all", "results_table", "update_readme"]
 
 EXPERIMENTS = {"e1": e1_quadratic, "e2": e2_mnist, "e3": e3_generalization, "e4": e4_one_layer,
-               "e5": e5_fewshot}
+               "e5": e5_fewshot, "e6": e6_general}
 
 
 def run_all(out, quick=False, workers=2, only=None, tuned=None, weights=None):
@@ -92,8 +93,8 @@ def results_table(results):
             ratio = block["methods"][E4_TWO][f"loss_mean{step}"] / block["methods"][E4_ONE][f"loss_mean{step}"]
             rows.append(f"| {key} | two layers, against one layer | {step[1:]} | (one layer) | {ratio:.3f} | "
                         + _paired(d, block["runs"]))
-    fewshot = e5_fewshot.fewshot_table(results)
-    return "\n".join(rows) + "\n" + (f"\n{fewshot}" if fewshot else "")
+    extra = [table for table in (e5_fewshot.fewshot_table(results), e6_general.e6_table(results)) if table]
+    return "\n".join(rows) + "\n" + "".join(f"\n{table}" for table in extra)
 
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"

@@ -6,6 +6,7 @@ that `metalstm tune` chose on tuning tasks drawn with TUNE_SEED, which are disjo
 evaluation tasks. The learned optimizers use the φ shipped in metalstm_np/pretrained/.
 """
 import json
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -36,6 +37,7 @@ class Setting:
     runs: int              # fresh tasks
     tune_steps: int        # horizon the baselines are tuned for (the training horizon)
     tune_runs: int
+    tune_grid: tuple = None  # learning rates to try (None: tuning.tune_lr's widening half-decades)
 
 
 SETTINGS = {s.key: s for s in [
@@ -56,12 +58,44 @@ def pretrained_path(name):
     return PRETRAINED / name
 
 
+class TunedRates(dict):
+    """{setting key: {baseline: learning rate}} from a tuned file, which it names when a setting the
+    experiments need is missing from it."""
+
+    def __init__(self, rates, path):
+        super().__init__(rates)
+        self.path = path
+
+    def __missing__(self, key):
+        raise ValueError(f"{self.path}: no tuned learning rates for setting {key!r}; run "
+                         f"`metalstm tune --settings {key} --out {self.path}`")
+
+
 def load_tuned(path=None):
-    """{setting key: {optimizer: learning rate}} as written by `metalstm tune`."""
+    """{setting key: {optimizer: learning rate}} as written by `metalstm tune`, checked: a JSON object
+    of settings, each with a positive, finite learning rate for every baseline; every problem is a
+    ValueError (FileNotFoundError for a missing file) that names the file."""
     path = Path(path) if path else pretrained_path("tuned.json")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no tuned learning rates; run `metalstm tune` first")
-    return {key: value["lr"] for key, value in json.loads(path.read_text()).items()}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not a readable tuned-rates JSON file ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: holds {type(data).__name__}, not an object of settings")
+    rates = {}
+    for key, value in data.items():
+        lr = value.get("lr") if isinstance(value, dict) else None
+        if not isinstance(lr, dict):
+            raise ValueError(f"{path}: setting {key!r} has no \"lr\" object of learning rates")
+        for name in BASELINES:
+            rate = lr.get(name)
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (math.isfinite(rate) and rate > 0):
+                raise ValueError(f"{path}: setting {key!r}: the learning rate of {name} is {rate!r}, "
+                                 f"not a positive finite number")
+        rates[key] = lr
+    return TunedRates(rates, path)
 
 
 def _run_job(job):

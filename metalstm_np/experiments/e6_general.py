@@ -1,0 +1,142 @@
+r"""E6 — an optimizer that generalizes (beyond both papers).
+
+RNNprop (rnnprop.py: Adam-moment inputs, a bounded step; Lv, Jiang & Li 2017), meta-trained on the
+E2 family only (1 × 20 sigmoid, minibatches of 128) with randomly scaled tasks combined with a
+random convex square (learners.RandomlyScaled, PlusSquare), and then evaluated, unchanged, on MLP
+families and horizons it never saw. Its opponents are the four baselines with the learning rate
+tuned for each family and each horizon separately (quarter-decades from 1e-4 to 10, on TUNE_SEED
+tasks), a stronger protocol than E1–E4's, which tune once, at the training horizon.
+
+A cell of the table is one (family, horizon): the learned optimizer's mean training loss at that
+step over RUNS evaluation tasks against the best tuned baseline's, and the paired difference on the
+same tasks (common.paired_difference) with its standard error. The learned optimizer runs once per
+family, for the family's longest horizon; the baselines once per (family, horizon), each with the
+rate tuned for that horizon.
+"""
+from pathlib import Path
+
+from ..evaluation import EVAL_SEED, TUNE_SEED
+from ..learners import MLP
+from ..serialization import load_phi, make_optimizer
+from ..tuning import quarter_decades
+from .common import BASELINES, Setting, paired_difference, plot_curves, summarize
+
+KEY = "E6_general"
+RUNS = 20                    # evaluation tasks per cell
+TUNE_RUNS = 5                # tuning tasks per learning rate
+GRID = quarter_decades(1e-4, 10.0)
+LEARNED = {"RNNprop": "general_mnist.npz"}
+
+# family key -> (title, family, horizons)
+FAMILIES = {
+    "mnist": ("1 × 20 sigmoid (trained on)", MLP((20,), "sigmoid"), (100, 200, 1000)),
+    "mnist_40": ("1 × 40 sigmoid", MLP((40,), "sigmoid"), (100, 200)),
+    "mnist_2layers": ("2 × 20 sigmoid", MLP((20, 20), "sigmoid"), (100, 200)),
+    "mnist_relu": ("1 × 20 ReLU", MLP((20,), "relu"), (100, 200)),
+    "mnist_tanh": ("1 × 20 tanh", MLP((20,), "tanh"), (100, 200)),
+    "mnist_batch32": ("1 × 20 sigmoid, batch 32", MLP((20,), "sigmoid", batch=32), (100, 200)),
+}
+
+
+def tuned_key(family, steps):
+    """The key of a (family, horizon) in tuned.json: the baselines are tuned for each."""
+    return f"e6/{family}@{steps}"
+
+
+TUNED_SETTINGS = {tuned_key(f, h): Setting(tuned_key(f, h), title, family, steps=h, runs=RUNS, tune_steps=h,
+                                           tune_runs=TUNE_RUNS, tune_grid=GRID)
+                  for f, (title, family, horizons) in FAMILIES.items() for h in horizons}
+LEARNED_SETTINGS = {f: Setting(f"e6/{f}", title, family, steps=max(horizons), runs=RUNS, tune_steps=max(horizons),
+                               tune_runs=TUNE_RUNS)
+                    for f, (title, family, horizons) in FAMILIES.items()}
+
+
+def _learned_methods(ctx):
+    """[(label, name, config, φ)] of the learned optimizers whose weights files exist."""
+    methods = []
+    for label, filename in LEARNED.items():
+        path = Path(ctx.weights) / filename
+        if path.is_file():
+            optimizer, phi, _ = load_phi(path)
+            methods.append((label, optimizer.name, optimizer.config, phi))
+    return methods
+
+
+def _baselines(ctx, setting):
+    return [(name, name, {}, {**make_optimizer(name).init_phi(), "lr": ctx.tuned[setting.key][name]})
+            for name in BASELINES]
+
+
+def requests(ctx):
+    """What run() evaluates: the learned optimizers once per family, the baselines per cell."""
+    learned = _learned_methods(ctx)
+    out = [(setting, learned) for setting in LEARNED_SETTINGS.values()] if learned else []
+    return out + [(setting, _baselines(ctx, setting)) for setting in TUNED_SETTINGS.values()]
+
+
+def run(ctx):
+    evaluated = ctx.evaluate(requests(ctx))
+    learned = [label for label, *_ in _learned_methods(ctx)]
+    cells, panels = {}, []
+    for f, (title, _, horizons) in FAMILIES.items():
+        for h in horizons:
+            setting = TUNED_SETTINGS[tuned_key(f, h)]
+            steps, runs = ctx.protocol(setting)
+            t = min(h, steps)
+            curves = {b: evaluated[(setting.key, b)]["losses"] for b in BASELINES}
+            curves.update({label: evaluated[(f"e6/{f}", label)]["losses"] for label in learned})
+            summaries = {label: summarize({"losses": c}, [t]) for label, c in curves.items()}
+            best = min(BASELINES, key=lambda b: summaries[b][f"loss_mean@{t}"])
+            cell = {"family": f, "title": title, "step": t, "runs": runs, "best_baseline": best,
+                    "tuned_lr": dict(ctx.tuned[setting.key]),
+                    "loss_mean": {label: s[f"loss_mean@{t}"] for label, s in summaries.items()},
+                    "loss_std": {label: s[f"loss_std@{t}"] for label, s in summaries.items()}}
+            for label in learned:
+                cell.setdefault("learned", {})[label] = {
+                    "ratio": summaries[label][f"loss_mean@{t}"] / summaries[best][f"loss_mean@{t}"],
+                    "paired_difference": paired_difference(curves[label], curves[best], t)}
+            cells[f"{f}@{h}"] = cell
+        longest = TUNED_SETTINGS[tuned_key(f, max(horizons))]
+        panel = {b: evaluated[(longest.key, b)]["losses"] for b in BASELINES}
+        panel.update({label: evaluated[(f"e6/{f}", label)]["losses"] for label in learned})
+        panels.append((panel, f"{title}: rates tuned for {max(horizons)} steps"))
+    _save(ctx.out / "e6_general.png", panels)
+    return {KEY: {"eval_seed": EVAL_SEED, "tune_seed": TUNE_SEED, "runs": RUNS, "tune_runs": TUNE_RUNS,
+                  "lr_grid": [min(GRID), max(GRID), len(GRID)], "learned": learned, "cells": cells,
+                  "figure": "e6_general.png"}}
+
+
+def _save(path, panels):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    columns = 3
+    rows = (len(panels) + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 4 * rows), squeeze=False)
+    for ax, (curves, title) in zip(axes.flat, panels):
+        plot_curves(ax, curves, title)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def e6_table(results):
+    """The E6 table (Markdown) from results.json, or "" without an E6 block."""
+    block = results.get(KEY)
+    if not block or not block["learned"]:
+        return ""
+    rows = ["| family | step | best tuned baseline (lr) | its loss | " + " | ".join(
+        f"{label} loss | ratio | paired difference ± s.e. | tasks lower" for label in block["learned"]) + " |",
+        "| --- " * (4 + 4 * len(block["learned"])) + "|"]
+    for cell in block["cells"].values():
+        best = cell["best_baseline"]
+        cells = [cell["title"], str(cell["step"]), f"{best} ({cell['tuned_lr'][best]:.3g})",
+                 f"{cell['loss_mean'][best]:.4g}"]
+        for label in block["learned"]:
+            d = cell["learned"][label]["paired_difference"]
+            cells += [f"{cell['loss_mean'][label]:.4g}", f"{cell['learned'][label]['ratio']:.3f}",
+                      f"{d['mean']:+.4f} ± {d['se']:.4f}", f"{d['wins']} of {cell['runs']}"]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,348 @@
+"""Bad input, class by class, through `main()` (and a few through the installed command): each gives
+exit status 2 and one `metalstm: error:` line that names the bad value or file, never a traceback,
+and nothing the user had is lost. A property test feeds random bytes and random, well-formed but
+wrong .npz files to the weights and checkpoint loaders: only the library's own errors come out."""
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from metalstm_np import data
+from metalstm_np.cli import main
+from metalstm_np.meta_train import load_checkpoint
+from metalstm_np.serialization import WeightsError, load_phi, make_optimizer, save_phi
+
+TINY_TRAIN = ["train", "--task", "quadratic", "--lstm-hidden", "4", "--trajectories", "2", "--horizon", "2",
+              "--unroll", "2", "--validate-every", "1", "--validation-tasks", "1"]
+
+
+def one_error_line(capsys, *argv):
+    """Run main(argv): exit status 2, the last line of stderr the error, no traceback; that line."""
+    code = main(list(argv))
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("metalstm: error: "), err
+    return line
+
+
+# ------------------------------------------------------------------------------------ output paths
+
+@pytest.fixture
+def paths(tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    return {"existing file": (str(a_file), "is not a folder"),
+            "under a file": (str(a_file / "sub"), "is a file, not a folder"),
+            "/dev/null": ("/dev/null", "is not a folder"),
+            "too long": (str(tmp_path / ("n" * 300)), "longer than the file system allows"),
+            "read-only": ("/proc/metalstm_out", "cannot write there"),
+            "empty": ("", "expected a path")}
+
+
+FOLDER_COMMANDS = {"train": TINY_TRAIN,
+                   "fewshot train": ["fewshot", "train", "--trajectories", "1", "--validate-every", "1"],
+                   "fewshot evaluate": ["fewshot", "evaluate", "--quick"],
+                   "figures": ["figures", "--quick", "--only", "e1"]}
+
+
+@pytest.mark.parametrize("case", ["existing file", "under a file", "/dev/null", "too long", "read-only", "empty"])
+@pytest.mark.parametrize("command", list(FOLDER_COMMANDS))
+def test_a_bad_output_folder_is_refused_before_any_work(capsys, paths, command, case):
+    out, message = paths[case]
+    line = one_error_line(capsys, *FOLDER_COMMANDS[command], "--out", out)
+    assert message in line and (out in line or case == "too long")
+
+
+@pytest.mark.parametrize("case", ["existing folder", "under a file", "/dev/null", "read-only", "empty"])
+@pytest.mark.parametrize("command", [["tune", "--settings", "quadratic"], ["fewshot", "pretrain"]])
+def test_a_bad_output_file_is_refused_before_any_work(capsys, paths, tmp_path, command, case):
+    own = {"existing folder": (str(tmp_path), "exists and is not a regular file"),
+           "/dev/null": ("/dev/null", "exists and is not a regular file"),
+           "read-only": ("/proc/metalstm_out.json", "cannot write there")}
+    out, message = own[case] if case in own else paths[case]
+    if command[0] == "fewshot" and case in ("existing folder", "/dev/null"):
+        message = "exists; not overwriting it"
+    line = one_error_line(capsys, *command, "--out", out)
+    assert message in line
+
+
+def test_tune_writes_only_where_it_is_told(capsys):
+    line = one_error_line(capsys, "tune", "--settings", "quadratic")
+    assert "--out" in line and "required" in line
+
+
+# ------------------------------------------------------------------------------------ weights files
+
+def weights_file(path, phi, name="sgd", config=None):
+    arrays = {f"phi/{k}": np.asarray(v) for k, v in phi.items()}
+    arrays["__optimizer__"] = np.array(name)
+    arrays["__config__"] = np.array(json.dumps(config or {}))
+    np.savez(path, **arrays)
+    return path
+
+
+def l2l_phi(config):
+    opt = make_optimizer("l2l", **config)
+    from metalstm_np.serialization import flatten_tree
+    return flatten_tree(opt.init_phi(np.random.default_rng(0)))
+
+
+@pytest.mark.parametrize("phi, message", [
+    ({"lr": np.array("fast"), "weight_decay": 0.0}, "not a float dtype"),
+    ({"lr": np.array(0.1 + 1j), "weight_decay": 0.0}, "not a float dtype"),
+    ({"lr": np.array(3), "weight_decay": 0.0}, "not a float dtype"),
+    ({"lr": np.nan, "weight_decay": 0.0}, "non-finite"),
+    ({"lr": -0.5, "weight_decay": 0.0}, "must not be negative"),
+])
+def test_hand_designed_weights_with_bad_values(capsys, tmp_path, phi, message):
+    path = weights_file(tmp_path / "w.npz", phi)
+    line = one_error_line(capsys, "evaluate", "--optimizer", "sgd", "--weights", str(path), "--task", "quadratic")
+    assert message in line and str(path) in line
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"hidden": [-4]}, "hidden = -4"), ({"hidden": [0]}, "hidden = 0"), ({"hidden": [10**9]}, "hidden = 1000000000"),
+    ({"hidden": [2.5]}, "hidden = 2.5"), ({"dtype": "float16"}, "dtype = 'float16'"), ({"p": float("nan")}, "p = nan"),
+    ({"colour": "red"}, "colour"),
+])
+def test_a_weights_config_is_checked_before_the_optimizer_is_built(capsys, tmp_path, config, message):
+    path = weights_file(tmp_path / "w.npz", l2l_phi({"hidden": [4]}), name="l2l", config={"hidden": [4], **config})
+    line = one_error_line(capsys, "evaluate", "--optimizer", "l2l", "--weights", str(path), "--task", "quadratic")
+    assert message in line
+
+
+def test_non_finite_learned_weights_are_refused(capsys, tmp_path):
+    phi = l2l_phi({"hidden": [4]})
+    phi["w_out"] = phi["w_out"].copy()
+    phi["w_out"][1] = np.inf
+    path = weights_file(tmp_path / "w.npz", phi, name="l2l", config={"hidden": [4]})
+    assert "phi/w_out holds non-finite" in one_error_line(capsys, "evaluate", "--optimizer", "l2l", "--weights",
+                                                           str(path), "--task", "quadratic")
+
+
+def test_a_small_file_claiming_huge_arrays_is_refused_without_allocating(capsys, tmp_path):
+    """The .npy header of phi/w_out claims 4 GB of float64; the file is a few hundred bytes."""
+    path = tmp_path / "huge.npz"
+    small = io.BytesIO()
+    np.savez(small, __optimizer__=np.array("l2l"), __config__=np.array(json.dumps({"hidden": [4]})))
+    with zipfile.ZipFile(small) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info.filename))
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False,
+                                                      "shape": (2**29,)})
+        dst.writestr("phi/w_out.npy", header.getvalue() + b"\0" * 64)
+    assert path.stat().st_size < 10_000
+    line = one_error_line(capsys, "evaluate", "--optimizer", "l2l", "--weights", str(path), "--task", "quadratic")
+    assert "claim 4 GB" in line
+
+
+def test_an_unreadable_or_not_a_file_weights_path_says_so(capsys, tmp_path):
+    assert "not a file" in one_error_line(capsys, "evaluate", "--optimizer", "l2l", "--weights", str(tmp_path))
+    garbage = tmp_path / "g.npz"
+    garbage.write_bytes(b"PK\x03\x04" + b"\xff" * 100)
+    assert "not an .npz weights file" in one_error_line(capsys, "evaluate", "--optimizer", "l2l",
+                                                         "--weights", str(garbage))
+
+
+# ------------------------------------------------------------------------------------ tuned files
+
+@pytest.mark.parametrize("content, message", [
+    ("not json", "not a readable tuned-rates JSON file"),
+    ("[1, 2]", "holds list"),
+    (json.dumps({"quadratic": {"lr": {"sgd": 0.1, "nag": 0.1, "rmsprop": 0.1}}}), "the learning rate of adam is None"),
+    (json.dumps({"quadratic": {"lr": {"sgd": -1, "nag": 0.1, "rmsprop": 0.1, "adam": 1}}}), "of sgd is -1"),
+    (json.dumps({"mnist": {"lr": {"sgd": 1, "nag": 0.1, "rmsprop": 0.1, "adam": 1}}}),
+     "no tuned learning rates for setting 'quadratic'"),
+])
+def test_a_tuned_file_is_checked_and_named(capsys, tmp_path, content, message):
+    path = tmp_path / "tuned.json"
+    path.write_text(content)
+    line = one_error_line(capsys, "figures", "--quick", "--only", "e1", "--tuned", str(path),
+                          "--out", str(tmp_path / "f"))
+    assert message in line and str(path) in line
+
+
+# ------------------------------------------------------------------------------------ checkpoints
+
+@pytest.fixture
+def checkpoint(tmp_path, capsys):
+    assert main(TINY_TRAIN + ["--out", str(tmp_path / "run")]) == 0
+    capsys.readouterr()
+    return tmp_path / "run" / "checkpoint.npz"
+
+
+def rewrite(path, change):
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    change(arrays)
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a: a.pop("trajectory"), "no 'trajectory'"),
+    (lambda a: a.update(train_config=np.array(json.dumps({**json.loads(str(a["train_config"])), "speed": 1}))),
+     "not a valid TrainConfig"),
+    (lambda a: a.update({"adam/m": a["adam/m"][:-3]}), "adam/m has shape"),
+    (lambda a: a.update({"adam/t": np.array("three")}), "adam/t has dtype"),
+    (lambda a: a.update(trajectory=np.array(7)), "does not match its history"),
+])
+def test_a_damaged_checkpoint_is_refused_on_resume(capsys, checkpoint, change, message):
+    rewrite(checkpoint, change)
+    line = one_error_line(capsys, *TINY_TRAIN, "--out", str(checkpoint.parent), "--resume")
+    assert message in line and str(checkpoint) in line
+
+
+def test_resume_with_fewer_trajectories_or_with_init_from_is_an_error(capsys, checkpoint):
+    out = str(checkpoint.parent)
+    assert "fewer than the 2" in one_error_line(capsys, *TINY_TRAIN[:5], "--trajectories", "1",
+                                                 *TINY_TRAIN[7:], "--out", out, "--resume")
+    assert "give one of them" in one_error_line(capsys, *TINY_TRAIN, "--out", out, "--resume",
+                                                "--init-from", str(checkpoint))
+
+
+def test_a_second_run_into_the_same_folder_is_refused_while_the_first_holds_the_lock(capsys, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / ".lock").write_text(f"{sleeper.pid}\n")
+        line = one_error_line(capsys, *TINY_TRAIN, "--out", str(out))
+        assert f"another run (PID {sleeper.pid})" in line
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert main(TINY_TRAIN + ["--out", str(out)]) == 0             # stale now: taken over, released
+    assert not (out / ".lock").exists()
+
+
+# ------------------------------------------------------------------------------------ sizes, flags
+
+def test_a_learner_too_big_for_memory_is_refused_with_the_estimate(capsys):
+    line = one_error_line(capsys, "evaluate", "--optimizer", "sgd", "--hidden", "10000000")
+    assert "7,940,000,000 parameters" in line and "GB" in line
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["evaluate", "--optimizer", "sgd", "--task", "quadratic", "--hidden", "5"], "--hidden is a flag of --task mlp"),
+    (["evaluate", "--optimizer", "sgd", "--task", "quadratic", "--batch", "5"], "--batch is a flag of --task mlp"),
+    (TINY_TRAIN + ["--optimizer", "metalstm", "--output-scale", "2"], "--output-scale is an option of --optimizer l2l"),
+    (TINY_TRAIN + ["--optimizer", "metalstm", "--preprocess", "raw"], "--preprocess is an option of --optimizer l2l"),
+    (TINY_TRAIN + ["--step", "0.2"], "--step is an option of --optimizer rnnprop"),
+])
+def test_flags_that_do_not_apply_are_refused(capsys, tmp_path, argv, message):
+    assert message in one_error_line(capsys, *argv, *(["--out", str(tmp_path / "o")] if argv[0] == "train" else []))
+
+
+# ------------------------------------------------------------------------------------ silent wrong answers
+
+def test_a_diverged_evaluation_says_diverged_and_its_json_stays_strict(capsys):
+    argv = ["evaluate", "--optimizer", "sgd", "--lr", "5", "--task", "quadratic", "--steps", "200", "--runs", "2"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "final loss: diverged (2 of 2 runs; the first non-finite loss at step" in out and "nan" not in out
+    assert main(argv + ["--json"]) == 0
+    text = capsys.readouterr().out
+    result = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in --json output"))
+    assert result["final_loss_mean"] is None and result["diverged_at_step"] > 0
+
+
+def test_an_exploding_meta_loss_is_reported(capsys, tmp_path):
+    line = one_error_line(capsys, *TINY_TRAIN[:5], "--trajectories", "20", "--horizon", "2", "--unroll", "2",
+                          "--validate-every", "10", "--validation-tasks", "2", "--meta-lr", "1e15",
+                          "--out", str(tmp_path / "x"))
+    assert "exploded" in line and "--meta-lr" in line and "from trajectory 0" in line
+
+
+def test_a_divergence_before_the_first_checkpoint_does_not_claim_one():
+    from metalstm_np import Quadratic, l2l
+    from metalstm_np.learners import Task
+    from metalstm_np.meta_train import Diverged, TrainConfig, meta_train
+
+    class NaNFamily:
+        def sample(self, rng):
+            task = Quadratic(3).sample(rng)
+            return Task(task.theta0, lambda theta, t: task.loss(theta, t) * np.nan, task.heldout_loss)
+
+    config = TrainConfig(trajectories=2, horizon=2, unroll=2, validate_every=1, validation_tasks=1)
+    with pytest.raises(Diverged, match="trajectory 0, piece 0 .*; no checkpoint had been written yet"):
+        meta_train(l2l(hidden=(4,)), NaNFamily(), Quadratic(3), config, "/nonexistent/c.npz")
+
+
+# ------------------------------------------------------------------------------------ vendored data
+
+@pytest.mark.parametrize("damage, message", [("alter", "is not the recorded"), ("remove", "is missing")])
+def test_an_altered_or_missing_mnist_file_is_named_and_refused(tmp_path, monkeypatch, damage, message):
+    for name in data.MNIST_SHA256:
+        shutil.copy(data.DATA_DIR / name, tmp_path / name)
+    victim = tmp_path / "t10k-labels.idx1-ubyte.gz"
+    if damage == "alter":
+        raw = bytearray(victim.read_bytes())
+        raw[-20] ^= 0xFF
+        victim.write_bytes(bytes(raw))
+    else:
+        victim.unlink()
+    monkeypatch.setattr(data, "DATA_DIR", tmp_path)
+    monkeypatch.setattr(data, "_MNIST_CACHE", {})
+    with pytest.raises(data.IDXError, match=message) as error:
+        data.load_mnist("test")
+    assert str(victim) in str(error.value)
+
+
+# ------------------------------------------------------------------------------------ the installed command
+
+@pytest.mark.parametrize("argv, message", [
+    (["evaluate", "--optimizer", "sgd", "--hidden", "10000000"], "parameters"),
+    (["tune", "--settings", "quadratic", "--out", "/dev/null"], "not a regular file"),
+])
+def test_the_installed_command_prints_one_line(argv, message):
+    command = shutil.which("metalstm") or pytest.skip("the metalstm command is not installed")
+    done = subprocess.run([command, *argv], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+
+
+# ------------------------------------------------------------------------------------ property tests
+
+LIBRARY_ERRORS = (WeightsError, ValueError)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=400))
+def test_random_bytes_give_only_the_librarys_errors(tmp_path, raw):
+    path = tmp_path / "random.npz"
+    path.write_bytes(raw)
+    for loader in (load_phi, load_checkpoint):
+        with pytest.raises(LIBRARY_ERRORS):
+            loader(path)
+
+
+ARRAYS = st.one_of(
+    st.builds(np.zeros, st.tuples(st.integers(0, 3), st.integers(1, 3)), dtype=st.sampled_from(["f8", "f4", "i4", "c8"])),
+    st.builds(np.array, st.text(max_size=5)),
+    st.builds(np.array, st.floats(allow_nan=True, allow_infinity=True)),
+)
+KEYS = st.sampled_from(["phi/lr", "phi/weight_decay", "phi/lstm1/W", "phi/w_out", "phi/b_out", "adam/m", "adam/t",
+                        "trajectory", "train_config", "best_phi", "history/meta_loss"])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(KEYS, ARRAYS, max_size=6), st.sampled_from(["sgd", "l2l", "adam", "nope"]),
+       st.sampled_from([{}, {"hidden": [4]}, {"hidden": "x"}, {"dtype": 3}, []]))
+def test_well_formed_but_wrong_npz_files_give_only_the_librarys_errors(tmp_path, arrays, name, config):
+    path = tmp_path / "wrong.npz"
+    np.savez(path, __optimizer__=np.array(name), __config__=np.array(json.dumps(config)), **arrays)
+    for loader in (load_phi, load_checkpoint):
+        try:
+            loader(path)
+        except LIBRARY_ERRORS:
+            pass

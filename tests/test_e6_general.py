@@ -1,0 +1,58 @@
+"""E6 on a tiny scale: every (family, horizon) cell is produced, against the baselines tuned for that
+cell, with numbers that agree with each other, the table and the figure."""
+import json
+
+import numpy as np
+import pytest
+
+from metalstm_np.experiments import e6_general, run_all
+from metalstm_np.experiments.common import BASELINES
+from metalstm_np.rnnprop import rnnprop
+from metalstm_np.serialization import save_phi
+
+
+@pytest.fixture(scope="module")
+def quick_e6(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("e6")
+    opt = rnnprop(hidden=(4,), dense=3)
+    save_phi(folder / "general_mnist.npz", opt, opt.init_phi(np.random.default_rng(0)))
+    rates = {"sgd": 1.0, "nag": 0.3, "rmsprop": 0.01, "adam": 0.02}
+    tuned = {key: {"lr": {name: lr * (1 + i / 10) for name, lr in rates.items()}}
+             for i, key in enumerate(e6_general.TUNED_SETTINGS)}
+    (folder / "tuned.json").write_text(json.dumps(tuned))
+    results = run_all(folder / "out", quick=True, workers=2, only=["e6"], tuned=folder / "tuned.json",
+                      weights=folder)
+    return folder, tuned, results
+
+
+def test_every_cell_is_scored_against_the_rates_tuned_for_it(quick_e6):
+    folder, tuned, results = quick_e6
+    block = results[e6_general.KEY]
+    assert list(block["cells"]) == [f"{f}@{h}" for f, (_, _, hs) in e6_general.FAMILIES.items() for h in hs]
+    assert block["learned"] == ["RNNprop"]
+    for name, cell in block["cells"].items():
+        f, h = name.split("@")
+        assert cell["tuned_lr"] == tuned[e6_general.tuned_key(f, int(h))]["lr"]
+        assert cell["step"] == 20 and cell["runs"] == 3                 # --quick: ≤ 20 steps, 3 runs
+        best = min(BASELINES, key=lambda b: cell["loss_mean"][b])
+        assert cell["best_baseline"] == best
+        learned = cell["learned"]["RNNprop"]
+        assert learned["ratio"] == pytest.approx(cell["loss_mean"]["RNNprop"] / cell["loss_mean"][best])
+        assert learned["paired_difference"]["mean"] == pytest.approx(
+            cell["loss_mean"]["RNNprop"] - cell["loss_mean"][best], rel=1e-9, abs=1e-12)
+        assert 0 <= learned["paired_difference"]["wins"] <= 3
+
+
+def test_the_table_has_a_row_per_cell_and_the_figure_is_written(quick_e6):
+    folder, _, results = quick_e6
+    table = e6_general.e6_table(results)
+    assert len(table.strip().splitlines()) == 2 + len(results[e6_general.KEY]["cells"])
+    png = (folder / "out" / "e6_general.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_the_tuning_grid_is_quarter_decades_from_1e_4_to_10():
+    grid = e6_general.GRID
+    assert len(grid) == 21 and grid[0] == pytest.approx(1e-4) and grid[-1] == pytest.approx(10.0)
+    np.testing.assert_allclose(np.diff(np.log10(grid)), 0.25, rtol=1e-12)
+    assert all(s.tune_grid == grid and s.tune_steps == s.steps for s in e6_general.TUNED_SETTINGS.values())
