@@ -331,3 +331,17 @@ def test_ctrl_c_stops_the_run_and_its_workers(tmp_path):
         pytest.fail(f"processes of the group {run.pid} still exist 20 s after the run ended")
     done = load_checkpoint(tmp_path / "checkpoint.npz")[2]["trajectory"]
     assert done >= 6 and done % 2 == 0
+
+
+def test_figures_eval_seed_rechecks_on_other_tasks(capsys, tmp_path):
+    """--eval-seed S: E1 on tasks drawn with S (recorded in results.json), not the usual ones; refused
+    with E5 (its own episodes), with --readme, and for the training and tuning seeds."""
+    runs = {}
+    for seed in ("1000", "3000"):
+        assert main(["figures", "--quick", "--only", "e1", "--eval-seed", seed, "--out", str(tmp_path / seed)]) == 0
+        runs[seed] = json.loads((tmp_path / seed / "results.json").read_text())["E1_quadratic"]
+    assert runs["3000"]["eval_seed"] == 3000 and runs["1000"]["eval_seed"] == 1000
+    assert runs["3000"]["methods"]["adam"] != runs["1000"]["methods"]["adam"]
+    capsys.readouterr()
+    assert "E5 has its own episodes" in error_of(capsys, "figures", "--quick", "--eval-seed", "3000")
+    assert "training or tuning" in error_of(capsys, "figures", "--quick", "--only", "e1", "--eval-seed", "2000")

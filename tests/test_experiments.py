@@ -20,12 +20,12 @@ def quick(tmp_path_factory):
 
 def test_every_experiment_writes_its_figure(quick):
     out, results = quick
-    for name in ("e1_quadratic", "e2_mnist", "e3_generalization", "e4_one_layer"):
+    for name in ("e1_quadratic", "e2_mnist", "e3_generalization", "e4_one_layer", "e6_general"):
         png = (out / f"{name}.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     assert set(k for k in results if k.startswith("E")) == {
         "E1_quadratic", "E2_mnist", "E3_mnist_40", "E3_mnist_2layers", "E3_mnist_relu", "E4_one_layer",
-        "E5_fewshot"}
+        "E5_fewshot", "E6_general"}
     png = (out / "e5_gates.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
@@ -43,7 +43,7 @@ def test_results_use_the_tuned_learning_rates_and_the_same_protocol(quick):
     _, results = quick
     tuned = load_tuned()
     for key, block in results.items():
-        if not key.startswith("E") or key == "E5_fewshot":
+        if not key.startswith("E") or key in ("E5_fewshot", "E6_general"):     # their own tests
             continue
         setting = "quadratic" if key == "E1_quadratic" else key.replace("E3_", "").replace("E2_", "").replace(
             "E4_one_layer", "mnist")
@@ -56,7 +56,7 @@ def test_results_use_the_tuned_learning_rates_and_the_same_protocol(quick):
 def test_ratios_and_table_come_from_the_same_numbers(quick, tmp_path):
     _, results = quick
     for key, block in results.items():
-        if not key.startswith("E") or key == "E5_fewshot":
+        if not key.startswith("E") or key in ("E5_fewshot", "E6_general"):     # their own tests
             continue
         for label, at in block["ratio_to_best_baseline"].items():
             r = at["@20"]

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from . import e1_quadratic, e2_mnist, e3_generalization, e4_one_layer, e5_fewshot, e6_general
+from ..evaluation import EVAL_SEED
 from .common import Context, load_tuned, process_pool
 from .e4_one_layer import LEARNED_BOTH
 
@@ -25,15 +26,16 @@ EXPERIMENTS = {"e1": e1_quadratic, "e2": e2_mnist, "e3": e3_generalization, "e4"
                "e5": e5_fewshot, "e6": e6_general}
 
 
-def run_all(out, quick=False, workers=2, only=None, tuned=None, weights=None):
+def run_all(out, quick=False, workers=2, only=None, tuned=None, weights=None, eval_seed=EVAL_SEED):
     """Run the experiments (all, or the keys in `only`), write out/results.json; returns the results.
 
     tuned: the tuned learning rates (default: the shipped ones); weights: folder of the learned
-    optimizers' weights (default: the shipped ones, metalstm_np/pretrained/).
+    optimizers' weights (default: the shipped ones, metalstm_np/pretrained/); eval_seed: the
+    evaluation tasks of E1–E4 and E6 (another seed re-checks their claims on other tasks).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ctx = Context(out=out, quick=quick, tuned=load_tuned(tuned), workers=workers)
+    ctx = Context(out=out, quick=quick, tuned=load_tuned(tuned), workers=workers, eval_seed=eval_seed)
     if weights:
         ctx.weights = Path(weights)
     selected = {key: module for key, module in EXPERIMENTS.items() if not only or key in only}

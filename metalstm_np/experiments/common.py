@@ -122,6 +122,7 @@ class Context:
     workers: int = 2
     weights: Path = PRETRAINED    # folder of the learned optimizers' .npz files
     cache: dict = field(default_factory=dict)
+    eval_seed: int = EVAL_SEED    # the evaluation tasks of E1–E4 and E6 (another one re-checks a claim)
 
     def protocol(self, setting):
         """(steps, runs) for a setting: the full protocol, or a short one with --quick."""
@@ -153,7 +154,7 @@ class Context:
             return n * setting.steps * setting.runs * (50 if config else 1)
 
         todo.sort(key=cost, reverse=True)
-        jobs = [(setting.family, name, config, phi, *self.protocol(setting), EVAL_SEED)
+        jobs = [(setting.family, name, config, phi, *self.protocol(setting), self.eval_seed)
                 for setting, (label, name, config, phi) in todo]
         if pool is not None:
             results = list(pool.map(_run_job, jobs))
@@ -231,7 +232,7 @@ def compare(ctx, setting, learned, at_steps=(100, 200)):
     steps, runs = ctx.protocol(setting)
     at_steps = [t for t in at_steps if t <= steps] or [steps]
     summaries = {label: summarize(evaluated[(setting.key, label)], at_steps) for label, *_ in methods}
-    results = {"steps": steps, "runs": runs, "eval_seed": EVAL_SEED, "tune_seed": TUNE_SEED,
+    results = {"steps": steps, "runs": runs, "eval_seed": ctx.eval_seed, "tune_seed": TUNE_SEED,
                "tuned_lr": dict(ctx.tuned[setting.key]), "methods": summaries, "ratio_to_best_baseline": {}}
     for label in learned:
         for t in at_steps:

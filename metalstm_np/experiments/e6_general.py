@@ -15,7 +15,7 @@ rate tuned for that horizon.
 """
 from pathlib import Path
 
-from ..evaluation import EVAL_SEED, TUNE_SEED
+from ..evaluation import TUNE_SEED
 from ..learners import MLP
 from ..serialization import load_phi, make_optimizer
 from ..tuning import quarter_decades
@@ -101,7 +101,7 @@ def run(ctx):
         panel.update({label: evaluated[(f"e6/{f}", label)]["losses"] for label in learned})
         panels.append((panel, f"{title}: rates tuned for {max(horizons)} steps"))
     _save(ctx.out / "e6_general.png", panels)
-    return {KEY: {"eval_seed": EVAL_SEED, "tune_seed": TUNE_SEED, "runs": RUNS, "tune_runs": TUNE_RUNS,
+    return {KEY: {"eval_seed": ctx.eval_seed, "tune_seed": TUNE_SEED, "runs": RUNS, "tune_runs": TUNE_RUNS,
                   "lr_grid": [min(GRID), max(GRID), len(GRID)], "learned": learned, "cells": cells,
                   "figure": "e6_general.png"}}
 

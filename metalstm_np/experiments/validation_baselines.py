@@ -33,7 +33,14 @@ def scores(optimizer, phi, tasks, config, at_steps=(100, 200)):
     return out
 
 
-VALIDATION_FAMILIES = {"mnist": MLP(split="validation"), "quadratic": Quadratic()}   # as `metalstm train`
+VALIDATION_FAMILIES = {"mnist": MLP(split="validation"), "quadratic": Quadratic(),   # as `metalstm train`
+                       # the other families, on the same validation images: to check a candidate's
+                       # generalization without looking at the evaluation tasks
+                       "mnist_40": MLP((40,), split="validation"),
+                       "mnist_2layers": MLP((20, 20), split="validation"),
+                       "mnist_relu": MLP((20,), "relu", split="validation"),
+                       "mnist_tanh": MLP((20,), "tanh", split="validation")}
+TUNED_KEY = {"mnist_tanh": "e6/mnist_tanh@100"}       # default: the setting's own key
 
 
 def main(argv=None):
@@ -53,7 +60,7 @@ def main(argv=None):
         parser.error(f"--skip must be at least 0, got {args.skip}")
     config = TrainConfig(seed=args.seed)
     tasks = draw_validation_tasks(VALIDATION_FAMILIES[args.setting], args.seed, args.skip + args.tasks)[args.skip:]
-    tuned = load_tuned()[args.setting]
+    tuned = load_tuned()[TUNED_KEY.get(args.setting, args.setting)]
     rows = []
     for name in BASELINES:
         optimizer = make_optimizer(name)
