@@ -28,7 +28,8 @@ from .evaluation import EVAL_SEED, TUNE_SEED, run_on_tasks
 from .l2l import PREPROCESS
 from .learners import ACTIVATIONS, MLP, PlusSquare, Quadratic, RandomlyScaled
 from .meta_lstm import init_phi_with_step
-from .meta_train import VALIDATE_ON, WEIGHTS, Diverged, TrainConfig, load_checkpoint, meta_train
+from .meta_train import (VALIDATE_ON, WEIGHTS, Diverged, TrainConfig, check_resume, load_checkpoint,
+                         meta_train)
 from .pool import WorkerLost, process_pool
 from .rnnprop import INPUTS as RNNPROP_INPUTS
 from .serialization import OPTIMIZERS, WeightsError, load_phi, make_optimizer, save_phi
@@ -59,7 +60,18 @@ def _checked(convert, ok, what):
     return parse
 
 
-_positive_int = _checked(int, lambda v: v >= 1, "a positive integer")
+def _count(top, what="a positive integer"):
+    """An argparse type: a whole number from 1 to `top` (so that no count can ask for unbounded
+    time or memory before anything is checked)."""
+    return _checked(int, lambda v: 1 <= v <= top, f"{what} from 1 to {top:,}")
+
+
+_steps = _count(100_000)                  # optimization steps, horizons, unrolls
+_many = _count(10_000_000)                # trajectories
+_tasks = _count(100_000)                  # runs, validation tasks, tasks per update
+_workers = _count(64)
+_width = _count(4_096)                    # layer sizes
+_depth = _count(64)                       # layers
 _seed = _checked(int, lambda v: v >= 0, "a non-negative integer seed")
 _positive_float = _checked(float, lambda v: bool(numpy.isfinite(v)) and v > 0, "a positive number")
 _gate = _checked(float, lambda v: 0 < v < 1, "a gate value strictly between 0 and 1")
@@ -77,12 +89,18 @@ def _check_path_names(text, flag):
     if str(text) == "":
         raise UsageError(f"{flag} '': expected a path")
     path = Path(text)
+    too_long = f"{flag} {str(path)[:60]}...: the path is longer than the file system allows"
+    if len(os.fsencode(path.absolute())) >= 4096:
+        raise UsageError(too_long)
     for part in path.parts:
         if len(part.encode()) > _name_max(path.anchor or "."):
             raise UsageError(f"{flag} {path}: the name {part[:20]}... is longer than the file system allows")
-    for parent in path.parents:
-        if parent.exists() and not parent.is_dir():
-            raise UsageError(f"{flag} {path}: {parent} is a file, not a folder")
+    try:
+        for parent in path.parents:
+            if parent.exists() and not parent.is_dir():
+                raise UsageError(f"{flag} {path}: {parent} is a file, not a folder")
+    except OSError:
+        raise UsageError(too_long) from None
     return path
 
 
@@ -116,10 +134,10 @@ def add_task_arguments(parser):
     """--task and the MLP's flags, shared by every subcommand that samples tasks."""
     parser.add_argument("--task", choices=["quadratic", "mlp"], default="mlp",
                         help="10-d random quadratics, or an MLP on MNIST (default)")
-    parser.add_argument("--hidden", type=_positive_int, default=None, help="MLP units per hidden layer (20)")
-    parser.add_argument("--layers", type=_positive_int, default=None, help="MLP hidden layers (1)")
+    parser.add_argument("--hidden", type=_width, default=None, help="MLP units per hidden layer (20)")
+    parser.add_argument("--layers", type=_depth, default=None, help="MLP hidden layers (1)")
     parser.add_argument("--activation", choices=sorted(ACTIVATIONS), default=None, help="MLP activation (sigmoid)")
-    parser.add_argument("--batch", type=_positive_int, default=None, help="MLP minibatch size (128)")
+    parser.add_argument("--batch", type=_tasks, default=None, help="MLP minibatch size (128)")
 
 
 def family_from_args(args, split="train"):
@@ -164,6 +182,11 @@ def _finite_or_none(x):
 def cmd_evaluate(args):
     optimizer, phi = optimizer_from_args(args)
     family = family_from_args(args)
+    if "c_0" in phi:                       # a learned θ^0 fits one learner only
+        n = family.dim if isinstance(family, Quadratic) else family.n_params
+        if numpy.shape(phi["c_0"]) != (n,):
+            raise UsageError(f"--weights {args.weights}: its learned θ^0 has {numpy.size(phi['c_0'])} "
+                             f"parameters; this learner has {n}")
     with numpy.errstate(all="ignore"):
         losses, _, _ = run_on_tasks(optimizer, phi, family, args.steps, args.runs, args.seed)
     final = losses[:, -1]
@@ -198,8 +221,11 @@ def cmd_demo(args):
     gd_lstm = make_optimizer("gd_lstm", z_f=1.0, z_i=args.lr)
     phi_sgd = {"lr": args.lr, "weight_decay": 0.0}
     family = MLP(split="train")
-    runs = [run_on_tasks(opt, phi, family, args.steps, 1, args.seed)[0][0]
-            for opt, phi in ((sgd, phi_sgd), (gd_lstm, gd_lstm.init_phi()))]
+    with numpy.errstate(all="ignore"):
+        runs = [run_on_tasks(opt, phi, family, args.steps, 1, args.seed)[0][0]
+                for opt, phi in ((sgd, phi_sgd), (gd_lstm, gd_lstm.init_phi()))]
+    if not (numpy.all(numpy.isfinite(runs[0])) and numpy.all(numpy.isfinite(runs[1]))):
+        raise UsageError(f"--lr {args.lr}: gradient descent diverged (a non-finite loss); try a smaller --lr")
     print(f"MNIST MLP 784-20-10 (sigmoid), batch 128, η = {args.lr}, seed {args.seed}")
     print(" step          SGD   LSTM (z^f=1, z^i=η)   difference")
     for t, (a, b) in enumerate(zip(*runs)):
@@ -215,8 +241,8 @@ def _sizes(text):
         sizes = tuple(int(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected sizes like 20,20, got {text!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive sizes like 20,20, got {text!r}")
+    if not sizes or min(sizes) < 1 or max(sizes) > 4096 or len(sizes) > 16:
+        raise argparse.ArgumentTypeError(f"expected up to 16 sizes from 1 to 4,096 like 20,20, got {text!r}")
     return sizes
 
 
@@ -245,8 +271,11 @@ def run_training(args, optimizer, family, validation, config, **meta_train_optio
     if args.resume and getattr(args, "init_from", None):
         raise UsageError(f"--init-from {args.init_from} starts a new run; --resume continues the one in "
                          f"{out}: give one of them")
+    for name in ("checkpoint.npz", "best.npz", "log.txt", "command.txt", ".lock"):
+        if (out / name).exists() and not (out / name).is_file():
+            raise UsageError(f"--out {out}: {out / name} is a folder; this run writes a file there")
     if args.resume:
-        done = load_checkpoint(checkpoint)[2]["trajectory"]
+        done = check_resume(checkpoint, optimizer, family, config)[1]["trajectory"]   # before the bar
         if config.trajectories < done:
             raise UsageError(f"--trajectories {config.trajectories} is fewer than the {done} the checkpoint "
                              f"in {out} has already done; give at least {done}")
@@ -545,9 +574,14 @@ def cmd_figures(args):
     if args.readme:
         if args.quick:
             raise UsageError("--quick numbers (3 runs, 20 steps) do not go into the README: drop --readme")
-        text = Path(args.readme).read_text() if Path(args.readme).is_file() else ""
-        if "<!-- results:start -->" not in text or "<!-- results:end -->" not in text:
-            raise UsageError(f"{args.readme}: no <!-- results:start --> ... <!-- results:end --> markers")
+        try:
+            text = Path(args.readme).read_text() if Path(args.readme).is_file() else ""
+        except (OSError, UnicodeDecodeError) as e:
+            raise UsageError(f"--readme {args.readme}: cannot be read as text ({e})") from None
+        start, end = text.find("<!-- results:start -->"), text.find("<!-- results:end -->")
+        if start < 0 or end < start:
+            raise UsageError(f"{args.readme}: no <!-- results:start --> ... <!-- results:end --> markers, "
+                             f"in that order")
     if args.eval_seed != EVAL_SEED:
         if "e5" in only:
             raise UsageError(f"--eval-seed {args.eval_seed} re-checks E1–E4 and E6 on other tasks; E5 has its "
@@ -571,19 +605,19 @@ def add_training_arguments(parser, defaults, what="tasks"):
     `what` the name of a task in the help ("episodes" for few-shot)."""
     parser.add_argument("--p", type=_positive_float, default=10.0, help="preprocessing exponent p (10)")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    parser.add_argument("--trajectories", type=_positive_int, default=defaults.trajectories)
+    parser.add_argument("--trajectories", type=_many, default=defaults.trajectories)
     parser.add_argument("--meta-lr", type=_positive_float, default=defaults.meta_lr)
     parser.add_argument("--clip", type=_positive_float, default=defaults.clip)
-    parser.add_argument("--validate-every", type=_positive_int, default=defaults.validate_every)
-    parser.add_argument("--validation-tasks", type=_positive_int, default=defaults.validation_tasks)
+    parser.add_argument("--validate-every", type=_many, default=defaults.validate_every)
+    parser.add_argument("--validation-tasks", type=_tasks, default=defaults.validation_tasks)
     parser.add_argument("--seed", type=_seed, default=defaults.seed)
     parser.add_argument("--out", required=True, help="folder for checkpoint.npz, best.npz, log.txt")
     parser.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
-    parser.add_argument("--tasks-per-update", type=_positive_int, default=defaults.tasks_per_update,
+    parser.add_argument("--tasks-per-update", type=_tasks, default=defaults.tasks_per_update,
                         help=f"B: {what} whose meta-gradients each meta-update averages "
                              f"({defaults.tasks_per_update}); --trajectories and --validate-every "
                              "count them and must be multiples of B")
-    parser.add_argument("--workers", type=_positive_int, default=1,
+    parser.add_argument("--workers", type=_workers, default=1,
                         help="processes that run the B unrolls of a meta-update and the validation "
                              "(1: here); the result is the same, bit for bit, for any number")
 
@@ -594,7 +628,7 @@ def build_parser():
 
     demo = sub.add_parser("demo", help="SGD vs the LSTM with z^f = 1, z^i = η on an MNIST MLP")
     demo.add_argument("--lr", type=_positive_float, default=0.5)
-    demo.add_argument("--steps", type=_positive_int, default=100)
+    demo.add_argument("--steps", type=_steps, default=100)
     demo.add_argument("--seed", type=_seed, default=0)
     demo.set_defaults(run=cmd_demo)
 
@@ -604,8 +638,8 @@ def build_parser():
     ev.add_argument("--lr", type=_positive_float, default=None,
                     help="learning rate of a hand-designed optimizer (z^i for gd_lstm)")
     ev.add_argument("--weights", default=None, help="FILE.npz with φ of a learned optimizer")
-    ev.add_argument("--steps", type=_positive_int, default=100)
-    ev.add_argument("--runs", type=_positive_int, default=10)
+    ev.add_argument("--steps", type=_steps, default=100)
+    ev.add_argument("--runs", type=_tasks, default=10)
     ev.add_argument("--seed", type=_seed, default=EVAL_SEED,
                     help=f"evaluation tasks (default {EVAL_SEED}, which no training run uses)")
     ev.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -624,16 +658,17 @@ def build_parser():
     tr.add_argument("--inputs", choices=RNNPROP_INPUTS, default="moments",
                     help="rnnprop: Adam's moment ratios (default) or log/sign (the ablation)")
     tr.add_argument("--unbounded", action="store_true", help="rnnprop: α · output instead of α tanh(output)")
-    tr.add_argument("--random-scaling", type=_positive_float, default=None, metavar="R",
+    tr.add_argument("--random-scaling", type=_checked(float, lambda v: 0 < v <= 20, "a number in (0, 20]"),
+                    default=None, metavar="R",
                     help="meta-train on f(c ⊙ θ), log c ~ U(−R, R) per coordinate and task (Lv et al. 2017)")
-    tr.add_argument("--plus-square", type=_positive_int, default=None, metavar="DIM",
+    tr.add_argument("--plus-square", type=_count(1_000_000), default=None, metavar="DIM",
                     help="meta-train on the task plus a random convex square of DIM more coordinates "
                          "(Lv et al. 2017)")
     tr.add_argument("--eta", type=_gate, default=None,
                     help="metalstm: start with z^i ≈ η (b^I = logit η) instead of the paper's z^i ≈ 0.01")
     add_training_arguments(tr, TrainConfig())
-    tr.add_argument("--horizon", type=_positive_int, default=TrainConfig().horizon)
-    tr.add_argument("--unroll", type=_positive_int, default=TrainConfig().unroll)
+    tr.add_argument("--horizon", type=_steps, default=TrainConfig().horizon)
+    tr.add_argument("--unroll", type=_steps, default=TrainConfig().unroll)
     tr.add_argument("--meta-loss", choices=KINDS, default=TrainConfig().meta_loss)
     tr.add_argument("--init-from", default=None, metavar="FILE.npz",
                     help="start from the φ of this weights file (the same optimizer and config), "
@@ -641,7 +676,7 @@ def build_parser():
     tr.add_argument("--validate-on", choices=VALIDATE_ON, default=TrainConfig().validate_on,
                     help="early-stopping score: the meta-loss over the horizon (default), or the "
                          "final training loss, the baselines' tuning score")
-    tr.add_argument("--validation-horizon", type=_positive_int, default=None, metavar="T",
+    tr.add_argument("--validation-horizon", type=_steps, default=None, metavar="T",
                     help="steps of the validation runs (default: --horizon); longer, to choose φ for "
                          "the next horizon of a curriculum (Chen et al. 2020)")
     tr.add_argument("--meta-loss-weights", dest="weights", choices=WEIGHTS, default=TrainConfig().weights,
@@ -653,9 +688,9 @@ def build_parser():
     fs_sub = fs.add_subparsers(dest="fewshot_command", required=True, parser_class=_Parser)
     ft = fs_sub.add_parser("train", help="meta-train the meta-LSTM (or learned θ^0 with fixed gates)")
     ft.add_argument("--optimizer", choices=["metalstm", "gd_lstm"], default="metalstm")
-    ft.add_argument("--ways", type=_positive_int, default=5)
-    ft.add_argument("--shots", type=_positive_int, default=1)
-    ft.add_argument("--steps", type=_positive_int, default=None,
+    ft.add_argument("--ways", type=_width, default=5)
+    ft.add_argument("--shots", type=_tasks, default=1)
+    ft.add_argument("--steps", type=_steps, default=None,
                     help="T, updates on the support set (default 12 for 1-shot, 8 otherwise)")
     ft.add_argument("--fixed-theta0", action="store_true", help="do not learn θ^0 (metalstm only)")
     ft.add_argument("--eta", type=_positive_float, default=None,
@@ -669,7 +704,7 @@ def build_parser():
                                            trajectories=3000), what="episodes")
     ft.set_defaults(run=cmd_fewshot_train)
     fp = fs_sub.add_parser("pretrain", help="Baseline-finetune's pre-trained θ^0 as a weights file (for --theta0-from)")
-    fp.add_argument("--ways", type=_positive_int, default=5)
+    fp.add_argument("--ways", type=_width, default=5)
     fp.add_argument("--eta", type=_gate, default=0.3, help="the step of its fixed gates z^i (0.3)")
     fp.add_argument("--out", required=True, help="FILE.npz to write")
     fp.set_defaults(run=cmd_fewshot_pretrain)
@@ -677,7 +712,7 @@ def build_parser():
     fe.add_argument("--quick", action="store_true", help="20 episodes, short tuning: a smoke test")
     fe.add_argument("--out", default=None, help="output folder (figures/, or figures/quick/ with --quick)")
     fe.add_argument("--weights", default=None, help="folder of the weights files (default: the shipped ones)")
-    fe.add_argument("--workers", type=_positive_int, default=2)
+    fe.add_argument("--workers", type=_workers, default=2)
     fe.set_defaults(run=cmd_fewshot_evaluate)
 
     tu = sub.add_parser("tune", help="tune the baselines' learning rates (written to a JSON file)")
@@ -686,14 +721,14 @@ def build_parser():
     tu.add_argument("--out", required=True, metavar="FILE.json",
                     help="where to write the learning rates (merged into the file if it exists); "
                          "`metalstm figures --tuned FILE.json` reads them")
-    tu.add_argument("--workers", type=_positive_int, default=2)
+    tu.add_argument("--workers", type=_workers, default=2)
     tu.set_defaults(run=cmd_tune)
 
     fi = sub.add_parser("figures", help="regenerate the figures and results.json from the shipped weights")
     fi.add_argument("--quick", action="store_true", help="3 runs, at most 20 steps: a smoke test")
     fi.add_argument("--out", default=None, help="output folder (figures/, or figures/quick/ with --quick)")
     fi.add_argument("--only", type=lambda text: text.split(","), default=None, help="e.g. e1,e2")
-    fi.add_argument("--workers", type=_positive_int, default=2)
+    fi.add_argument("--workers", type=_workers, default=2)
     fi.add_argument("--tuned", default=None, help="tuned learning rates (default: the shipped ones)")
     fi.add_argument("--weights", default=None, help="folder of the learned optimizers' weights "
                                                     "(default: the shipped ones)")
@@ -705,9 +740,15 @@ def build_parser():
     return parser
 
 
+PATH_FLAGS = ("weights", "init_from", "theta0_from", "tuned", "readme", "out")
+
+
 def main(argv=None):
     try:
         args = build_parser().parse_args(argv)
+        for name in PATH_FLAGS:
+            if getattr(args, name, None) == "":
+                raise UsageError(f"--{name.replace('_', '-')} '': expected a path")
         args.run(args)
     except (UsageError, WeightsError, IDXError, ValueError, FileNotFoundError) as e:
         print(f"metalstm: error: {e}", file=sys.stderr)

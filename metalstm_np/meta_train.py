@@ -60,7 +60,8 @@ from .serialization import load_phi, save_phi
 from .unroll import KINDS, meta_loss, meta_value_and_grad, unroll
 
 __all__ = ["TrainConfig", "VALIDATE_ON", "WEIGHTS", "Diverged", "WorkerLost", "horizon_weights", "piece_weights",
-           "meta_train", "validation_score", "draw_validation_tasks", "load_checkpoint"]
+           "meta_train", "check_resume", "validation_score", "draw_validation_tasks",
+           "load_checkpoint"]
 
 
 VALIDATE_ON = ("meta-loss", "final")      # what early stopping scores on the validation tasks
@@ -187,12 +188,16 @@ def load_checkpoint(path):
         return value
 
     for key in ("adam/theta", "adam/m", "adam/v", "best_phi"):
-        need(key, (n,), "f")
+        if not numpy.all(numpy.isfinite(need(key, (n,), "f"))):
+            raise ValueError(f"{path}: {key} holds non-finite values")
+    if numpy.any(extra["adam/v"] < 0):
+        raise ValueError(f"{path}: adam/v, Adam's second moments, holds negative values")
     for key in ("adam/t", "trajectory", "best/trajectory"):
         value = need(key, (), "iu")
         if value < 0:
             raise ValueError(f"{path}: {key} = {value}, a negative count")
-    need("best/validation", (), "f")
+    if not numpy.isfinite(need("best/validation", (), "f")):
+        raise ValueError(f"{path}: best/validation = {extra['best/validation']}, not a finite score")
     for key in ("history/meta_loss", "history/validation_trajectory", "history/validation"):
         if need(key, kind="f").ndim != 1:
             raise ValueError(f"{path}: {key} is not a list")
@@ -248,25 +253,47 @@ def _task(family, seed, stream, index):
 
 
 def _run_piece(job):
-    """(meta-loss, flat meta-gradient with the frozen keys zeroed, final state) of one piece."""
+    """(meta-loss, flat meta-gradient with the frozen keys zeroed, final state) of one piece. Overflow
+    warnings are silenced: a non-finite result is reported by meta_train as a Diverged."""
     config, t0 = job.config, job.piece * job.config.unroll
     task = _task(job.family, config.seed, 1, job.index)
-    value, grad_phi, state = meta_value_and_grad(
-        job.optimizer, job.phi, task, job.state, steps=config.unroll, t0=t0, kind=config.meta_loss,
-        weights=piece_weights(config, t0))
+    with numpy.errstate(all="ignore"):
+        value, grad_phi, state = meta_value_and_grad(
+            job.optimizer, job.phi, task, job.state, steps=config.unroll, t0=t0, kind=config.meta_loss,
+            weights=piece_weights(config, t0))
     g, _ = flatten({k: (v if k not in job.frozen else 0.0 * v) for k, v in grad_phi.items()})
     return value, g, state
 
 
 def _run_validation(job):
-    return job.per_task(job.optimizer, job.phi, _task(job.family, job.config.seed, 2, job.index),
-                        job.config)
+    with numpy.errstate(all="ignore"):
+        return job.per_task(job.optimizer, job.phi, _task(job.family, job.config.seed, 2, job.index),
+                            job.config)
 
 
 def _validate(pool, score, optimizer, family, config, phi):
     jobs = [_Validation(optimizer, family, config, j, phi, score.per_task)
             for j in range(config.validation_tasks)]
     return score.summary(run_jobs(pool, _run_validation, jobs))
+
+
+def check_resume(checkpoint, optimizer, family, config):
+    """(φ, state) of the checkpoint that meta_train(..., resume=True) would continue, after checking
+    that it was made for this optimizer, task family and config (`config.trajectories` may be
+    larger: a run may be extended); a ValueError names what differs."""
+    optimizer_saved, phi, saved = load_checkpoint(checkpoint)
+    if optimizer_saved.name != optimizer.name or optimizer_saved.config != optimizer.config:
+        raise ValueError(f"{checkpoint}: checkpoint is for {optimizer_saved.name} "
+                         f"{optimizer_saved.config}, not {optimizer.name} {optimizer.config}")
+    if saved["family"] is not None and saved["family"] != repr(family):
+        raise ValueError(f"{checkpoint}: checkpoint was trained on {saved['family']}, not {family!r}")
+    if saved["config"].tasks_per_update != config.tasks_per_update:
+        raise ValueError(f"{checkpoint}: checkpoint was made with {saved['config'].tasks_per_update} "
+                         f"tasks per update, not {config.tasks_per_update}: resuming with another "
+                         f"number would not continue the same run")
+    if replace(saved["config"], trajectories=config.trajectories) != config:  # may extend a run
+        raise ValueError(f"{checkpoint}: checkpoint was made with {saved['config']}, not {config}")
+    return phi, saved
 
 
 def meta_train(optimizer, family, validation_family, config, checkpoint, resume=False,
@@ -288,18 +315,7 @@ def meta_train(optimizer, family, validation_family, config, checkpoint, resume=
     """
     checkpoint = Path(checkpoint)
     if resume:
-        optimizer_saved, phi, saved = load_checkpoint(checkpoint)
-        if optimizer_saved.name != optimizer.name or optimizer_saved.config != optimizer.config:
-            raise ValueError(f"{checkpoint}: checkpoint is for {optimizer_saved.name} "
-                             f"{optimizer_saved.config}, not {optimizer.name} {optimizer.config}")
-        if saved["family"] is not None and saved["family"] != repr(family):
-            raise ValueError(f"{checkpoint}: checkpoint was trained on {saved['family']}, not {family!r}")
-        if saved["config"].tasks_per_update != config.tasks_per_update:
-            raise ValueError(f"{checkpoint}: checkpoint was made with {saved['config'].tasks_per_update} "
-                             f"tasks per update, not {config.tasks_per_update}: resuming with another "
-                             f"number would not continue the same run")
-        if replace(saved["config"], trajectories=config.trajectories) != config:  # may extend a run
-            raise ValueError(f"{checkpoint}: checkpoint was made with {saved['config']}, not {config}")
+        phi, saved = check_resume(checkpoint, optimizer, family, config)
         flat_phi, unflatten = flatten(phi)
         adam_state, best, history, start = saved["adam"], saved["best"], saved["history"], saved["trajectory"]
     else:
@@ -341,9 +357,10 @@ def meta_train(optimizer, family, validation_family, config, checkpoint, resume=
             for other_value, other_g, _ in results[1:]:          # summed in task order
                 value, g = value + other_value, g + other_g
             value, g = value / B, g / B
-            norm = numpy.sqrt(numpy.dot(g, g))
-            g = g * min(1.0, config.clip / norm) if norm > 0 else g
-            adam_state = adam.update(adam_phi, adam_state, g, value)
+            with numpy.errstate(all="ignore"):
+                norm = numpy.sqrt(numpy.dot(g, g))
+                g = g * min(1.0, config.clip / norm) if norm > 0 else g
+                adam_state = adam.update(adam_phi, adam_state, g, value)
             states = [state for _, _, state in results]
             for losses, (task_value, _, _) in zip(piece_losses, results):
                 losses.append(float(task_value))

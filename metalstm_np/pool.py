@@ -59,7 +59,7 @@ def _stop_workers(pool):
     """Cancel what has not started and end every worker process now."""
     processes = _workers(pool)
     pool.shutdown(wait=False, cancel_futures=True)
-    _end(processes)
+    _end(processes + [p for p in _workers(pool) if p not in processes])     # and any started meanwhile
 
 
 @contextlib.contextmanager

@@ -99,7 +99,7 @@ MAX_PARAMS = 10_000_000        # a learned θ^0's size at most
 # config fields -> what they must be (checked before the optimizer is built)
 _SIZES = ("hidden", "dense")
 _COUNTS = ("n_params",)
-_REALS = ("p", "output_scale", "step", "eps", "z_f", "z_i")
+_REALS = ("p", "output_scale", "step", "eps", "z_f", "z_i")       # finite, and positive (z_f: ≥ 0)
 _FRACTIONS = ("beta1", "beta2")
 _FLAGS = ("learn_theta0", "bounded")
 
@@ -128,6 +128,8 @@ def check_config(name, config):
                 raise ValueError(f"config {key} = {value!r}: expected a finite number")
             if key in _FRACTIONS and not 0 <= value < 1:
                 raise ValueError(f"config {key} = {value!r}: expected a number in [0, 1)")
+            if key in _REALS and not (value >= 0 if key == "z_f" else value > 0):
+                raise ValueError(f"config {key} = {value!r}: expected a positive number")
         elif key in _FLAGS:
             if not isinstance(value, bool):
                 raise ValueError(f"config {key} = {value!r}: expected true or false")
@@ -234,5 +236,7 @@ def load_phi(path, expect=None):
             raise WeightsError(f"{path}: phi/{key} holds non-finite values (NaN or inf)")
         if not optimizer.learned and numpy.any(value < 0):
             raise WeightsError(f"{path}: phi/{key} = {value}: a hyperparameter of {name!r} must not be negative")
+        if not optimizer.learned and key == "lr" and not numpy.all(value > 0):
+            raise WeightsError(f"{path}: phi/lr = {value}: the learning rate of {name!r} must be positive")
     extra = {k: v for k, v in contents.items() if not k.startswith("phi/")}
     return optimizer, unflatten_tree(phi), extra

@@ -229,8 +229,9 @@ def test_a_second_run_into_the_same_folder_is_refused_while_the_first_holds_the_
 # ------------------------------------------------------------------------------------ sizes, flags
 
 def test_a_learner_too_big_for_memory_is_refused_with_the_estimate(capsys):
-    line = one_error_line(capsys, "evaluate", "--optimizer", "sgd", "--hidden", "10000000")
-    assert "7,940,000,000 parameters" in line and "GB" in line
+    line = one_error_line(capsys, "evaluate", "--optimizer", "sgd", "--hidden", "4000", "--layers", "10")
+    assert "147,176,000 parameters" in line and "GB" in line
+    assert "from 1 to 4,096" in one_error_line(capsys, "evaluate", "--optimizer", "sgd", "--hidden", "10000000")
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -302,7 +303,7 @@ def test_an_altered_or_missing_mnist_file_is_named_and_refused(tmp_path, monkeyp
 # ------------------------------------------------------------------------------------ the installed command
 
 @pytest.mark.parametrize("argv, message", [
-    (["evaluate", "--optimizer", "sgd", "--hidden", "10000000"], "parameters"),
+    (["evaluate", "--optimizer", "sgd", "--hidden", "4000", "--layers", "10"], "parameters"),
     (["tune", "--settings", "quadratic", "--out", "/dev/null"], "not a regular file"),
 ])
 def test_the_installed_command_prints_one_line(argv, message):

@@ -83,7 +83,7 @@ def test_demo_shows_identical_losses(capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["evaluate", "--optimizer", "adamw"], "invalid choice: 'adamw'"),
-    (["evaluate", "--optimizer", "sgd", "--steps", "0"], "expected a positive integer, got '0'"),
+    (["evaluate", "--optimizer", "sgd", "--steps", "0"], "expected a positive integer from 1 to 100,000, got '0'"),
     (["evaluate", "--optimizer", "sgd", "--lr", "-1"], "expected a positive number, got '-1'"),
     (["evaluate", "--optimizer", "sgd", "--lr", "nan"], "expected a positive number, got 'nan'"),
     (["evaluate", "--optimizer", "sgd", "--task", "cifar"], "invalid choice: 'cifar'"),

@@ -12,7 +12,8 @@ WEIGHTS = sorted(PRETRAINED.rglob("*.npz"))
 
 def test_the_shipped_weights_are_found():
     names = {p.relative_to(PRETRAINED).as_posix() for p in WEIGHTS}
-    assert {"l2l_quadratic.npz", "l2l_mnist.npz", "l2l1_mnist.npz", "fewshot_metalstm_5shot.npz"} <= names
+    assert {"l2l_quadratic.npz", "l2l_mnist.npz", "l2l1_mnist.npz", "fewshot_metalstm_5shot.npz",
+            "general_mnist.npz"} <= names
 
 
 @pytest.mark.parametrize("path", WEIGHTS, ids=lambda p: p.relative_to(PRETRAINED).as_posix())

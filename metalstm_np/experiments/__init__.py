@@ -10,6 +10,7 @@ r"""The experiments, one module each; `run_all` runs them and writes figures/res
 Every number in the README's results table comes from results.json (see `results_table`).
 """
 import json
+import math
 import time
 from pathlib import Path
 
@@ -50,18 +51,35 @@ def run_all(out, quick=False, workers=2, only=None, tuned=None, weights=None, ev
         for key, module in selected.items():
             results.update(module.collect(ctx, fewshot) if key == "e5" else module.run(ctx))
     results["seconds"] = round(time.perf_counter() - start, 1)
-    (out / "results.json").write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    results = strict(results)
+    (out / "results.json").write_text(json.dumps(results, indent=1, sort_keys=True, allow_nan=False) + "\n")
     return results
 
 
+def strict(tree):
+    """The results with every NaN or infinity (a diverged run) as None, so results.json is strict
+    JSON (null) and the table says "diverged"."""
+    if isinstance(tree, dict):
+        return {k: strict(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [strict(v) for v in tree]
+    if isinstance(tree, float) and not math.isfinite(tree):
+        return None
+    return tree
+
+
 def _fmt(mean, std=None):
-    if mean == float("inf"):
+    if mean is None or mean == float("inf"):
         return "diverged"
     return f"{mean:.4g}" if std is None else f"{mean:.4g} ± {std:.2g}"
 
 
+def _number(x, spec):
+    return "diverged" if x is None else format(x, spec)
+
+
 def _paired(d, runs):
-    return f"{d['mean']:+.4f} ± {d['se']:.4f} | {d['wins']} of {runs} |"
+    return f"{_number(d['mean'], '+.4f')} ± {_number(d['se'], '.4f')} | {d['wins']} of {runs} |"
 
 
 def results_table(results):
@@ -89,7 +107,7 @@ def results_table(results):
         block = results[key]
         for method, at in block["ratio_to_best_baseline"].items():
             for step, r in at.items():
-                rows.append(f"| {key} | {method} | {step[1:]} | {r['best_baseline']} | {r['ratio']:.3f} | "
+                rows.append(f"| {key} | {method} | {step[1:]} | {r['best_baseline']} | {_number(r['ratio'], '.3f')} | "
                             + _paired(r["paired_difference"], block["runs"]))
         for step, d in block.get("two_minus_one_layer", {}).items():      # E4: the two learned ones
             ratio = block["methods"][E4_TWO][f"loss_mean{step}"] / block["methods"][E4_ONE][f"loss_mean{step}"]

@@ -23,6 +23,8 @@ __all__ = ["EVAL_SEED", "TUNE_SEED", "BASELINES", "SETTINGS", "Setting", "Contex
            "load_tuned", "summarize", "plot_curves", "compare", "save_figure"]
 
 BASELINES = ("sgd", "nag", "rmsprop", "adam")
+EXPECTED = {"l2l_quadratic.npz": "l2l", "l2l_mnist.npz": "l2l", "l2l1_mnist.npz": "l2l",
+            "general_mnist.npz": "rnnprop"}    # shipped weights file -> the optimizer it must hold
 PRETRAINED = Path(str(resources.files("metalstm_np") / "pretrained"))
 
 
@@ -80,7 +82,7 @@ def load_tuned(path=None):
         raise FileNotFoundError(f"{path}: no tuned learning rates; run `metalstm tune` first")
     try:
         data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
         raise ValueError(f"{path}: not a readable tuned-rates JSON file ({e})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: holds {type(data).__name__}, not an object of settings")
@@ -91,7 +93,8 @@ def load_tuned(path=None):
             raise ValueError(f"{path}: setting {key!r} has no \"lr\" object of learning rates")
         for name in BASELINES:
             rate = lr.get(name)
-            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (math.isfinite(rate) and rate > 0):
+            if (isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0
+                    or not math.isfinite(float(rate) if abs(rate) < 1e308 else math.inf)):
                 raise ValueError(f"{path}: setting {key!r}: the learning rate of {name} is {rate!r}, "
                                  f"not a positive finite number")
         rates[key] = lr
@@ -138,7 +141,7 @@ class Context:
             opt = make_optimizer(name)
             methods.append((name, name, {}, {**opt.init_phi(), "lr": self.tuned[setting.key][name]}))
         for label, filename in learned.items():
-            optimizer, phi, _ = load_phi(Path(self.weights) / filename)
+            optimizer, phi, _ = load_phi(Path(self.weights) / filename, expect=EXPECTED.get(filename))
             methods.append((label, optimizer.name, optimizer.config, phi))
         return methods
 

@@ -57,7 +57,7 @@ def _learned_methods(ctx):
     for label, filename in LEARNED.items():
         path = Path(ctx.weights) / filename
         if path.is_file():
-            optimizer, phi, _ = load_phi(path)
+            optimizer, phi, _ = load_phi(path, expect="rnnprop")
             methods.append((label, optimizer.name, optimizer.config, phi))
     return methods
 
@@ -122,6 +122,10 @@ def _save(path, panels):
     plt.close(fig)
 
 
+def _number(x, spec):
+    return "diverged" if x is None or x != x or abs(x) == float("inf") else format(x, spec)
+
+
 def e6_table(results):
     """The E6 table (Markdown) from results.json, or "" without an E6 block."""
     block = results.get(KEY)
@@ -133,10 +137,10 @@ def e6_table(results):
     for cell in block["cells"].values():
         best = cell["best_baseline"]
         cells = [cell["title"], str(cell["step"]), f"{best} ({cell['tuned_lr'][best]:.3g})",
-                 f"{cell['loss_mean'][best]:.4g}"]
+                 _number(cell["loss_mean"][best], ".4g")]
         for label in block["learned"]:
             d = cell["learned"][label]["paired_difference"]
-            cells += [f"{cell['loss_mean'][label]:.4g}", f"{cell['learned'][label]['ratio']:.3f}",
-                      f"{d['mean']:+.4f} ± {d['se']:.4f}", f"{d['wins']} of {cell['runs']}"]
+            cells += [_number(cell["loss_mean"][label], ".4g"), _number(cell["learned"][label]["ratio"], ".3f"),
+                      f"{_number(d['mean'], '+.4f')} ± {_number(d['se'], '.4f')}", f"{d['wins']} of {cell['runs']}"]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
