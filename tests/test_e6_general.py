@@ -16,6 +16,8 @@ def quick_e6(tmp_path_factory):
     folder = tmp_path_factory.mktemp("e6")
     opt = rnnprop(hidden=(4,), dense=3)
     save_phi(folder / "general_mnist.npz", opt, opt.init_phi(np.random.default_rng(0)))
+    for seed, filename in enumerate(e6_general.ABLATION.values(), start=1):    # untrained variants
+        save_phi(folder / filename, opt, opt.init_phi(np.random.default_rng(seed)))
     rates = {"sgd": 1.0, "nag": 0.3, "rmsprop": 0.01, "adam": 0.02}
     tuned = {key: {"lr": {name: lr * (1 + i / 10) for name, lr in rates.items()}}
              for i, key in enumerate(e6_general.TUNED_SETTINGS)}
@@ -45,8 +47,9 @@ def test_every_cell_is_scored_against_the_rates_tuned_for_it(quick_e6):
 
 def test_the_table_has_a_row_per_cell_and_the_figure_is_written(quick_e6):
     folder, _, results = quick_e6
-    table = e6_general.e6_table(results)
+    table, ablation = e6_general.e6_table(results).split("\n\n")
     assert len(table.strip().splitlines()) == 2 + len(results[e6_general.KEY]["cells"])
+    assert len(ablation.strip().splitlines()) == 2 + len(e6_general.ABLATION) + 1     # + the best baseline
     png = (folder / "out" / "e6_general.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
@@ -56,3 +59,18 @@ def test_the_tuning_grid_is_quarter_decades_from_1e_4_to_10():
     assert len(grid) == 21 and grid[0] == pytest.approx(1e-4) and grid[-1] == pytest.approx(10.0)
     np.testing.assert_allclose(np.diff(np.log10(grid)), 0.25, rtol=1e-12)
     assert all(s.tune_grid == grid and s.tune_steps == s.steps for s in e6_general.TUNED_SETTINGS.values())
+
+
+def test_the_ablation_compares_every_variant_with_all_remedies_on_the_same_tasks(quick_e6):
+    _, _, results = quick_e6
+    block = results[e6_general.KEY]
+    assert block["ablation_variants"] == list(e6_general.ABLATION)
+    assert list(block["ablation"]) == [f"{f}@{h}" for f, h in e6_general.ABLATION_CELLS]
+    for name, variants in block["ablation"].items():
+        first = variants["all remedies"]
+        assert first["minus_all_remedies"]["mean"] == 0.0 and first["minus_all_remedies"]["wins"] == 0
+        best = block["cells"][name]["loss_mean"][block["cells"][name]["best_baseline"]]
+        for v, a in variants.items():
+            assert a["minus_all_remedies"]["mean"] == pytest.approx(a["loss_mean"] - first["loss_mean"], abs=1e-12)
+            assert a["minus_best_baseline"]["mean"] == pytest.approx(a["loss_mean"] - best, abs=1e-12)
+    assert "| no convex square |" in e6_general.e6_table(results)

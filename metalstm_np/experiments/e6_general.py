@@ -26,6 +26,13 @@ RUNS = 20                    # evaluation tasks per cell
 TUNE_RUNS = 5                # tuning tasks per learning rate
 GRID = quarter_decades(1e-4, 10.0)
 LEARNED = {"RNNprop": "general_mnist.npz"}
+# The ablation: the same recipe for fewer trajectories, and each remedy removed in turn, on a few cells.
+ABLATION = {"all remedies": "general_mnist_ablation/full.npz",
+            "log/sign inputs (no moments)": "general_mnist_ablation/no_moments.npz",
+            "unbounded step": "general_mnist_ablation/unbounded.npz",
+            "no random scaling": "general_mnist_ablation/no_scaling.npz",
+            "no convex square": "general_mnist_ablation/no_square.npz"}
+ABLATION_CELLS = (("mnist", 100), ("mnist", 200), ("mnist_2layers", 100), ("mnist_relu", 100))
 
 # family key -> (title, family, horizons)
 FAMILIES = {
@@ -46,15 +53,22 @@ def tuned_key(family, steps):
 TUNED_SETTINGS = {tuned_key(f, h): Setting(tuned_key(f, h), title, family, steps=h, runs=RUNS, tune_steps=h,
                                            tune_runs=TUNE_RUNS, tune_grid=GRID)
                   for f, (title, family, horizons) in FAMILIES.items() for h in horizons}
+ABLATION_SETTINGS = {f: Setting(f"e6_ablation/{f}", FAMILIES[f][0], FAMILIES[f][1],
+                                 steps=max(h for g, h in ABLATION_CELLS if g == f), runs=RUNS,
+                                 tune_steps=0, tune_runs=0)
+                     for f in dict.fromkeys(f for f, _ in ABLATION_CELLS)}
 LEARNED_SETTINGS = {f: Setting(f"e6/{f}", title, family, steps=max(horizons), runs=RUNS, tune_steps=max(horizons),
                                tune_runs=TUNE_RUNS)
                     for f, (title, family, horizons) in FAMILIES.items()}
 
 
-def _learned_methods(ctx):
-    """[(label, name, config, φ)] of the learned optimizers whose weights files exist."""
+def _learned_methods(ctx, learned=LEARNED):
+    """[(label, name, config, φ)] of the learned optimizers whose weights files exist (for the
+    ablation, all of them or none: each variant is compared with the first)."""
+    if learned is ABLATION and not all((Path(ctx.weights) / f).is_file() for f in ABLATION.values()):
+        return []
     methods = []
-    for label, filename in LEARNED.items():
+    for label, filename in learned.items():
         path = Path(ctx.weights) / filename
         if path.is_file():
             optimizer, phi, _ = load_phi(path, expect="rnnprop")
@@ -69,8 +83,9 @@ def _baselines(ctx, setting):
 
 def requests(ctx):
     """What run() evaluates: the learned optimizers once per family, the baselines per cell."""
-    learned = _learned_methods(ctx)
+    learned, ablation = _learned_methods(ctx), _learned_methods(ctx, ABLATION)
     out = [(setting, learned) for setting in LEARNED_SETTINGS.values()] if learned else []
+    out += [(setting, ablation) for setting in ABLATION_SETTINGS.values()] if ablation else []
     return out + [(setting, _baselines(ctx, setting)) for setting in TUNED_SETTINGS.values()]
 
 
@@ -101,7 +116,19 @@ def run(ctx):
         panel.update({label: evaluated[(f"e6/{f}", label)]["losses"] for label in learned})
         panels.append((panel, f"{title}: rates tuned for {max(horizons)} steps"))
     _save(ctx.out / "e6_general.png", panels)
-    return {KEY: {"eval_seed": ctx.eval_seed, "tune_seed": TUNE_SEED, "runs": RUNS, "tune_runs": TUNE_RUNS,
+    variants = [label for label, *_ in _learned_methods(ctx, ABLATION)]
+    ablation = {}
+    for f, h in ABLATION_CELLS if variants else ():
+        cell = cells[f"{f}@{h}"]
+        t = cell["step"]
+        curves = {v: evaluated[(f"e6_ablation/{f}", v)]["losses"] for v in variants}
+        best = evaluated[(tuned_key(f, h), cell["best_baseline"])]["losses"]
+        ablation[f"{f}@{h}"] = {v: {"loss_mean": summarize({"losses": c}, [t])[f"loss_mean@{t}"],
+                                    "minus_best_baseline": paired_difference(c, best, t),
+                                    "minus_all_remedies": paired_difference(c, curves[variants[0]], t)}
+                                for v, c in curves.items()}
+    return {KEY: {"ablation": ablation, "ablation_variants": variants, "eval_seed": ctx.eval_seed,
+                  "tune_seed": TUNE_SEED, "runs": RUNS, "tune_runs": TUNE_RUNS,
                   "lr_grid": [min(GRID), max(GRID), len(GRID)], "learned": learned, "cells": cells,
                   "figure": "e6_general.png"}}
 
@@ -143,4 +170,20 @@ def e6_table(results):
             cells += [_number(cell["loss_mean"][label], ".4g"), _number(cell["learned"][label]["ratio"], ".3f"),
                       f"{_number(d['mean'], '+.4f')} ± {_number(d['se'], '.4f')}", f"{d['wins']} of {cell['runs']}"]
         rows.append("| " + " | ".join(cells) + " |")
+    if block.get("ablation"):
+        cells = list(block["ablation"])
+        rows += ["", "| E6 ablation (same recipe, 200 trajectories) | " + " | ".join(
+            f"{block['cells'][c]['title']}, step {block['cells'][c]['step']}: loss (− all remedies ± s.e.)"
+            for c in cells) + " |", "| --- " * (1 + len(cells)) + "|"]
+        for v in block["ablation_variants"]:
+            entries = []
+            for c in cells:
+                a = block["ablation"][c][v]
+                d = a["minus_all_remedies"]
+                entries.append(_number(a["loss_mean"], ".4g") + ("" if v == block["ablation_variants"][0] else
+                               f" ({_number(d['mean'], '+.4f')} ± {_number(d['se'], '.4f')})"))
+            rows.append(f"| {v} | " + " | ".join(entries) + " |")
+        rows.append("| best tuned baseline | " + " | ".join(
+            f"{_number(block['cells'][c]['loss_mean'][block['cells'][c]['best_baseline']], '.4g')} "
+            f"({block['cells'][c]['best_baseline']})" for c in cells) + " |")
     return "\n".join(rows) + "\n"
