@@ -17,9 +17,8 @@ preprocessing is a clamped log/sign with p = 5 and its output scale is 0.01 (`sc
 gradient on the quadratics (with output scale 1). We follow the paper by default — p = 10, scale
 0.1, log/sign — and offer the official code's raw input as `preprocess="raw"`.
 """
-import autograd.numpy as np
 
-from .lstm import init_lstm, lstm_cell, lstm_zero_state
+from .lstm import init_lstm_stack, lstm_stack, lstm_stack_zero_state
 from .optimizers import Optimizer, params
 from .preprocess import log_and_sign
 
@@ -48,29 +47,17 @@ def l2l(hidden=(20, 20), p=10.0, output_scale=0.1, dtype="float64", preprocess="
         return log_and_sign(grad, p)                                # (n, 2)
 
     def init_phi(rng):
-        phi, D = {}, PREPROCESS[preprocess]
-        for k, H in enumerate(hidden, start=1):
-            phi[f"lstm{k}"] = init_lstm(rng, D, H, dtype=dtype)
-            D = H
-        phi["w_out"] = (rng.uniform(-0.1, 0.1, size=D) / np.sqrt(D)).astype(dtype)
-        phi["b_out"] = np.zeros((), dtype)
-        return phi
+        return init_lstm_stack(rng, PREPROCESS[preprocess], hidden, dtype)
 
     def init(phi, theta0):
-        n = theta0.shape[0]
-        h, c = zip(*(lstm_zero_state(n, H, dtype) for H in hidden))
-        return {"theta": theta0, "h": list(h), "c": list(c)}
+        h, c = lstm_stack_zero_state(theta0.shape[0], hidden, dtype)
+        return {"theta": theta0, "h": h, "c": c}
 
     def update(phi, state, grad, loss):
         r"""θ_t = θ_{t−1} + g_t,  g_t = scale · (w_out · h_t^{(L)} + b_out)   (eq. 1; h^{(L)}: top layer)."""
         x = features(grad).astype(dtype)                            # (n, D)
-        hs, cs = [], []
-        for k in range(len(hidden)):
-            h, c = lstm_cell(phi[f"lstm{k + 1}"], x, state["h"][k], state["c"][k])
-            hs.append(h)
-            cs.append(c)
-            x = h                                                   # (n, H)
-        g = output_scale * (x @ phi["w_out"] + phi["b_out"])        # (n,)
+        out, hs, cs = lstm_stack(phi, x, state["h"], state["c"])    # w_out · h_t^{(L)} + b_out, (n,)
+        g = output_scale * out                                      # eq. 1
         # θ is float64 whatever the LSTM's dtype; casting g explicitly (rather than letting numpy
         # promote it) makes autograd cast the gradient back, so the backward pass stays in dtype.
         theta = state["theta"]

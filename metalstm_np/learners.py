@@ -192,7 +192,7 @@ class MLP:
 @dataclass(frozen=True)
 class RandomlyScaled:
     r"""Tasks of `family` with every coordinate rescaled at random: f̃(θ) = f(c ⊙ θ), θ̃^0 = θ^0 / c,
-    log c_k ~ U(−r, r) drawn per task (Lv, Jiang & Li 2017, sec. 3.4, "random scaling"). The same
+    log c_k ~ U(−r, r) drawn per task (Lv, Jiang & Li 2017, "random scaling"). The same
     learner seen in other units: an optimizer meta-trained on such tasks cannot rely on the scale
     of the gradients it was trained on. For meta-training only; evaluation uses the plain family."""
 
@@ -213,7 +213,7 @@ class RandomlyScaled:
 @dataclass(frozen=True)
 class PlusSquare:
     r"""Tasks of `family` combined with a random convex function of `dim` more coordinates
-    (Lv, Jiang & Li 2017, sec. 3.4): θ = [θ_f, x], f̃(θ) = f(θ_f) + mean_k min((c_k x_k − a_k)², 10),
+    (Lv, Jiang & Li 2017): θ = [θ_f, x], f̃(θ) = f(θ_f) + mean_k min((c_k x_k − a_k)², 10),
     a_k ~ U(−1, 1), log c_k ~ U(−r, r), x^0 = 0 (the authors' `Square`, randomly scaled with r = 1).
     Its coordinates keep asking the optimizer for plain, well-conditioned descent, which the
     learner's own loss may stop asking for late in a trajectory. For meta-training only."""

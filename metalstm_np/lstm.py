@@ -33,7 +33,8 @@ import autograd.numpy as np
 import numpy
 from autograd.extend import defvjp, primitive
 
-__all__ = ["init_lstm", "lstm_cell", "lstm_zero_state", "sigmoid", "tanh"]
+__all__ = ["init_lstm", "lstm_cell", "lstm_zero_state", "sigmoid", "tanh",
+           "init_lstm_stack", "lstm_stack_zero_state", "lstm_stack"]
 
 
 @primitive
@@ -90,3 +91,33 @@ def lstm_cell(params, x, h, c):
     c = z_f * c + z_i * z
     h = z_o * tanh(c)
     return h, c
+
+
+def init_lstm_stack(rng, D, hidden, dtype="float64"):
+    r"""φ of LSTM layers of sizes `hidden` on inputs of D features, then a linear readout:
+    {"lstm1", ..., "lstmL", "w_out" (H_L,) ~ U(−0.1, 0.1)/√H_L, "b_out" = 0}, drawn in that order."""
+    phi = {}
+    for k, H in enumerate(hidden, start=1):
+        phi[f"lstm{k}"] = init_lstm(rng, D, H, dtype=dtype)
+        D = H
+    phi["w_out"] = (rng.uniform(-0.1, 0.1, size=D) / numpy.sqrt(D)).astype(dtype)
+    phi["b_out"] = numpy.zeros((), dtype)
+    return phi
+
+
+def lstm_stack_zero_state(n, hidden, dtype="float64"):
+    """([h^0 per layer], [c^0 per layer]), all zero, for n coordinates."""
+    h, c = zip(*(lstm_zero_state(n, H, dtype) for H in hidden))
+    return list(h), list(c)
+
+
+def lstm_stack(phi, x, hs, cs):
+    r"""The layers of `init_lstm_stack` on x (n, D): each layer's h^t feeds the next; returns
+    (w_out · h^{(L)}_t + b_out of shape (n,), [h_t per layer], [c_t per layer])."""
+    new_h, new_c = [], []
+    for k, (h, c) in enumerate(zip(hs, cs), start=1):
+        h, c = lstm_cell(phi[f"lstm{k}"], x, h, c)
+        new_h.append(h)
+        new_c.append(c)
+        x = h                                                   # (n, H_k)
+    return x @ phi["w_out"] + phi["b_out"], new_h, new_c

@@ -6,7 +6,7 @@ learners, and a remedy for each, which are the options of `rnnprop` here:
 
 1. Its input depends on the scale of the gradient, so a learner whose gradients are larger or
    smaller than the training ones (another activation, another depth) feeds it inputs it never
-   saw. RNNprop feeds it Adam's scale-free ratios instead (sec. 3.2, `inputs="moments"`):
+   saw. RNNprop feeds it Adam's scale-free ratios instead (`inputs="moments"`):
 
        m_t = β1 m_{t−1} + (1 − β1) ∇_t,      v_t = β2 v_{t−1} + (1 − β2) ∇_t²
        m̂_t = m_t / (1 − β1^t),              v̂_t = v_t / (1 − β2^t)
@@ -15,7 +15,7 @@ learners, and a remedy for each, which are the options of `rnnprop` here:
    with β1 = β2 = 0.95 as in the authors' code; `inputs="log_sign"` is the log/sign input of
    Andrychowicz et al. (appendix A), for the ablation.
 2. Its step is unbounded, so one large output can throw θ far away on a long horizon. RNNprop
-   bounds it (sec. 3.3, `bounded=True`):
+   bounds it (`bounded=True`):
 
        θ_t = θ_{t−1} − α tanh(w_out · h_t + b_out),   α = 0.1                          (`bounded_step`)
 
@@ -25,13 +25,13 @@ Between input and LSTM sits one dense layer of 20 ELU units, x ↦ elu(x W_in + 
 authors' code; the LSTM is two layers of 20 units, shared by every coordinate (lstm.py).
 
 Two more remedies are properties of the training tasks, not of the optimizer (learners.py):
-`RandomlyScaled` (sec. 3.4, random scaling of the coordinates, θ ↦ f(c ⊙ θ)) and `PlusSquare`
-(sec. 3.4, the training loss combined with a random convex function), both used while
+`RandomlyScaled` (random scaling of the coordinates, θ ↦ f(c ⊙ θ)) and `PlusSquare`
+(the training loss combined with a random convex function), both used while
 meta-training only.
 """
 import autograd.numpy as np
 
-from .lstm import init_lstm, lstm_cell, lstm_zero_state
+from .lstm import init_lstm_stack, lstm_stack, lstm_stack_zero_state
 from .optimizers import Optimizer, params
 from .preprocess import log_and_sign
 
@@ -48,7 +48,7 @@ def elu(a):
 
 def moment_features(grad, m, v, t, beta1, beta2, eps):
     r"""(x_t (n, 2), m_t, v_t): Adam's moments after ∇_t at step t ≥ 1 and the ratios
-    ∇_t / (√v̂_t + ε), m̂_t / (√v̂_t + ε)   (Lv et al. 2017, sec. 3.2)."""
+    ∇_t / (√v̂_t + ε), m̂_t / (√v̂_t + ε)   (Lv, Jiang & Li 2017)."""
     m = beta1 * m + (1.0 - beta1) * grad
     v = beta2 * v + (1.0 - beta2) * grad * grad
     scale = np.sqrt(v / (1.0 - beta2 ** t)) + eps                    # √v̂_t + ε
@@ -56,7 +56,7 @@ def moment_features(grad, m, v, t, beta1, beta2, eps):
 
 
 def bounded_step(a, step, bounded=True):
-    r"""The step θ_{t−1} − θ_t from the output a: α tanh(a), or α a when not bounded (sec. 3.3)."""
+    r"""The step θ_{t−1} − θ_t from the output a: α tanh(a), or α a when not bounded (Lv, Jiang & Li 2017)."""
     return step * np.tanh(a) if bounded else step * a
 
 
@@ -81,19 +81,12 @@ def rnnprop(hidden=(20, 20), dense=20, step=0.1, beta1=0.95, beta2=0.95, eps=1e-
     def init_phi(rng):
         phi = {"w_in": (rng.uniform(-1, 1, size=(2, dense)) / np.sqrt(2)).astype(dtype),
                "b_in": np.zeros(dense, dtype)}
-        D = dense
-        for k, H in enumerate(hidden, start=1):
-            phi[f"lstm{k}"] = init_lstm(rng, D, H, dtype=dtype)
-            D = H
-        phi["w_out"] = (rng.uniform(-0.1, 0.1, size=D) / np.sqrt(D)).astype(dtype)
-        phi["b_out"] = np.zeros((), dtype)
-        return phi
+        return {**phi, **init_lstm_stack(rng, dense, hidden, dtype)}
 
     def init(phi, theta0):
-        n = theta0.shape[0]
-        h, c = zip(*(lstm_zero_state(n, H, dtype) for H in hidden))
-        zeros = np.zeros(n)
-        return {"theta": theta0, "m": zeros, "v": zeros, "t": 0, "h": list(h), "c": list(c)}
+        h, c = lstm_stack_zero_state(theta0.shape[0], hidden, dtype)
+        zeros = np.zeros(theta0.shape[0])
+        return {"theta": theta0, "m": zeros, "v": zeros, "t": 0, "h": h, "c": c}
 
     def update(phi, state, grad, loss):
         r"""θ_t = θ_{t−1} − α tanh(w_out · h_t + b_out), h_t from the LSTM fed x_t (module docstring)."""
@@ -103,13 +96,7 @@ def rnnprop(hidden=(20, 20), dense=20, step=0.1, beta1=0.95, beta2=0.95, eps=1e-
         else:
             x, m, v = log_and_sign(grad, p), state["m"], state["v"]
         x = elu(x.astype(dtype) @ phi["w_in"] + phi["b_in"])             # (n, dense)
-        hs, cs = [], []
-        for k in range(len(hidden)):
-            h, c = lstm_cell(phi[f"lstm{k + 1}"], x, state["h"][k], state["c"][k])
-            hs.append(h)
-            cs.append(c)
-            x = h                                                       # (n, H)
-        a = x @ phi["w_out"] + phi["b_out"]                             # (n,)
+        a, hs, cs = lstm_stack(phi, x, state["h"], state["c"])          # w_out · h_t + b_out, (n,)
         theta = state["theta"]
         return {"theta": theta - bounded_step(a, step, bounded).astype(theta.dtype), "m": m, "v": v,
                 "t": t, "h": hs, "c": cs}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import e1_quadratic, e2_mnist, e3_generalization, e4_one_layer, e5_fewshot, e6_general
 from ..evaluation import EVAL_SEED
-from .common import Context, load_tuned, process_pool
+from .common import Context, load_tuned, number, process_pool
 from .e4_one_layer import LEARNED_BOTH
 
 E4_TWO, E4_ONE = LEARNED_BOTH          # the labels of the two- and the one-layer optimizer
@@ -74,12 +74,8 @@ def _fmt(mean, std=None):
     return f"{mean:.4g}" if std is None else f"{mean:.4g} ± {std:.2g}"
 
 
-def _number(x, spec):
-    return "diverged" if x is None else format(x, spec)
-
-
 def _paired(d, runs):
-    return f"{_number(d['mean'], '+.4f')} ± {_number(d['se'], '.4f')} | {d['wins']} of {runs} |"
+    return f"{number(d['mean'], '+.4f')} ± {number(d['se'], '.4f')} | {d['wins']} of {runs} |"
 
 
 def results_table(results):
@@ -107,7 +103,7 @@ def results_table(results):
         block = results[key]
         for method, at in block["ratio_to_best_baseline"].items():
             for step, r in at.items():
-                rows.append(f"| {key} | {method} | {step[1:]} | {r['best_baseline']} | {_number(r['ratio'], '.3f')} | "
+                rows.append(f"| {key} | {method} | {step[1:]} | {r['best_baseline']} | {number(r['ratio'], '.3f')} | "
                             + _paired(r["paired_difference"], block["runs"]))
         for step, d in block.get("two_minus_one_layer", {}).items():      # E4: the two learned ones
             ratio = block["methods"][E4_TWO][f"loss_mean{step}"] / block["methods"][E4_ONE][f"loss_mean{step}"]

@@ -20,7 +20,7 @@ from ..serialization import load_phi, make_optimizer
 
 __all__ = ["EVAL_SEED", "TUNE_SEED", "BASELINES", "SETTINGS", "Setting", "Context", "process_pool",
            "pretrained_path",
-           "load_tuned", "summarize", "plot_curves", "compare", "save_figure"]
+           "load_tuned", "number", "summarize", "plot_curves", "compare", "save_figure"]
 
 BASELINES = ("sgd", "nag", "rmsprop", "adam")
 EXPECTED = {"l2l_quadratic.npz": "l2l", "l2l_mnist.npz": "l2l", "l2l1_mnist.npz": "l2l",
@@ -169,6 +169,11 @@ class Context:
         for (setting, method), result in zip(todo, results):
             self.cache[(setting.key, method[0])] = result
         return {(s.key, m[0]): self.cache[(s.key, m[0])] for s, methods in requests for m in methods}
+
+
+def number(x, spec):
+    """x formatted with `spec`, or "diverged" for a run without a finite number (None, NaN, inf)."""
+    return "diverged" if x is None or x != x or abs(x) == float("inf") else format(x, spec)
 
 
 def summarize(result, at_steps):

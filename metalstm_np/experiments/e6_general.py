@@ -19,7 +19,7 @@ from ..evaluation import TUNE_SEED
 from ..learners import MLP
 from ..serialization import load_phi, make_optimizer
 from ..tuning import quarter_decades
-from .common import BASELINES, Setting, paired_difference, plot_curves, summarize
+from .common import BASELINES, Setting, number, paired_difference, plot_curves, summarize
 
 KEY = "E6_general"
 RUNS = 20                    # evaluation tasks per cell
@@ -149,10 +149,6 @@ def _save(path, panels):
     plt.close(fig)
 
 
-def _number(x, spec):
-    return "diverged" if x is None or x != x or abs(x) == float("inf") else format(x, spec)
-
-
 def e6_table(results):
     """The E6 table (Markdown) from results.json, or "" without an E6 block."""
     block = results.get(KEY)
@@ -164,11 +160,11 @@ def e6_table(results):
     for cell in block["cells"].values():
         best = cell["best_baseline"]
         cells = [cell["title"], str(cell["step"]), f"{best} ({cell['tuned_lr'][best]:.3g})",
-                 _number(cell["loss_mean"][best], ".4g")]
+                 number(cell["loss_mean"][best], ".4g")]
         for label in block["learned"]:
             d = cell["learned"][label]["paired_difference"]
-            cells += [_number(cell["loss_mean"][label], ".4g"), _number(cell["learned"][label]["ratio"], ".3f"),
-                      f"{_number(d['mean'], '+.4f')} ± {_number(d['se'], '.4f')}", f"{d['wins']} of {cell['runs']}"]
+            cells += [number(cell["loss_mean"][label], ".4g"), number(cell["learned"][label]["ratio"], ".3f"),
+                      f"{number(d['mean'], '+.4f')} ± {number(d['se'], '.4f')}", f"{d['wins']} of {cell['runs']}"]
         rows.append("| " + " | ".join(cells) + " |")
     if block.get("ablation"):
         cells = list(block["ablation"])
@@ -180,10 +176,10 @@ def e6_table(results):
             for c in cells:
                 a = block["ablation"][c][v]
                 d = a["minus_all_remedies"]
-                entries.append(_number(a["loss_mean"], ".4g") + ("" if v == block["ablation_variants"][0] else
-                               f" ({_number(d['mean'], '+.4f')} ± {_number(d['se'], '.4f')})"))
+                entries.append(number(a["loss_mean"], ".4g") + ("" if v == block["ablation_variants"][0] else
+                               f" ({number(d['mean'], '+.4f')} ± {number(d['se'], '.4f')})"))
             rows.append(f"| {v} | " + " | ".join(entries) + " |")
         rows.append("| best tuned baseline | " + " | ".join(
-            f"{_number(block['cells'][c]['loss_mean'][block['cells'][c]['best_baseline']], '.4g')} "
+            f"{number(block['cells'][c]['loss_mean'][block['cells'][c]['best_baseline']], '.4g')} "
             f"({block['cells'][c]['best_baseline']})" for c in cells) + " |")
     return "\n".join(rows) + "\n"
