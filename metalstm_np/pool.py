@@ -15,6 +15,7 @@ import multiprocessing.connection
 import os
 import signal
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -47,12 +48,17 @@ def _workers(pool):
     return list((getattr(pool, "_processes", None) or {}).values())
 
 
-def _end(processes):
+def _end(processes, timeout=10.0):
+    """Terminate `processes` and wait until each is known to have exited. The executor's own manager
+    thread may reap a process at the same moment (join in two threads: one of them learns nothing),
+    so a join is repeated until the process's exit code is known, or `timeout` seconds pass."""
     for process in processes:
         if process.is_alive():
             process.terminate()
+    deadline = time.monotonic() + timeout
     for process in processes:
-        process.join(timeout=10)
+        while process.exitcode is None and time.monotonic() < deadline:
+            process.join(timeout=0.05)
 
 
 def _stop_workers(pool):
