@@ -30,7 +30,7 @@ from .learners import ACTIVATIONS, MLP, PlusSquare, Quadratic, RandomlyScaled
 from .meta_lstm import init_phi_with_step
 from .meta_train import (VALIDATE_ON, WEIGHTS, Diverged, TrainConfig, check_resume, load_checkpoint,
                          meta_train)
-from .pool import WorkerLost, process_pool
+from .pool import PoolError, executor, run_jobs
 from .rnnprop import INPUTS as RNNPROP_INPUTS
 from .serialization import OPTIMIZERS, WeightsError, load_phi, make_optimizer, save_phi
 from .unroll import KINDS
@@ -187,8 +187,8 @@ def cmd_evaluate(args):
         if numpy.shape(phi["c_0"]) != (n,):
             raise UsageError(f"--weights {args.weights}: its learned θ^0 has {numpy.size(phi['c_0'])} "
                              f"parameters; this learner has {n}")
-    with numpy.errstate(all="ignore"):
-        losses, _, _ = run_on_tasks(optimizer, phi, family, args.steps, args.runs, args.seed)
+    with numpy.errstate(all="ignore"), _bar(args.runs, "evaluating", "task") as bar:
+        losses, _, _ = run_on_tasks(optimizer, phi, family, args.steps, args.runs, args.seed, progress=bar.update)
     final = losses[:, -1]
     with numpy.errstate(all="ignore"):
         mean_per_step, final_mean, final_std = losses.mean(axis=0), final.mean(), final.std()
@@ -347,11 +347,11 @@ def _train_into(args, out, checkpoint, optimizer, family, validation, config, **
     try:
         if args.resume:
             bar.update(load_checkpoint(checkpoint)[2]["trajectory"])
-        with process_pool(args.workers) as pool:      # W = 1 too: BLAS on one thread, as with W = 2
+        with _pool(args, default=1) as pool:      # W = 1 too: BLAS on one thread, as with W = 2
             _, history = meta_train(optimizer, family, validation, config, checkpoint, resume=args.resume,
                                     callback=report, best_path=out / "best.npz", pool=pool,
                                     **meta_train_options)
-    except (Diverged, WorkerLost) as e:
+    except (Diverged, PoolError) as e:
         raise UsageError(str(e)) from None
     finally:
         bar.close()
@@ -509,8 +509,9 @@ def cmd_fewshot_evaluate(args):
         raise UsageError(f"--weights {weights}: no such folder")
     out = _writable_folder(args.out if args.out is not None else ("figures/quick" if args.quick else "figures"))
     start = time.perf_counter()
-    results = {"quick": args.quick, **e5_fewshot.run(Context(out=out, quick=args.quick, workers=args.workers,
-                                                             weights=weights))}
+    ctx = Context(out=out, quick=args.quick, weights=weights)
+    with _pool(args, default=2) as pool, _bar(None, "E5 runs", "run") as bar:
+        results = {"quick": args.quick, **e5_fewshot.run(ctx, pool=pool, progress=bar)}
     results["seconds"] = {"e5": round(time.perf_counter() - start, 1)}
     (out / "fewshot_results.json").write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     print(e5_fewshot.fewshot_table(results))
@@ -536,7 +537,7 @@ def _tune_job(job):
 
 
 def cmd_tune(args):
-    from .experiments.common import BASELINES, TUNE_SEED, process_pool
+    from .experiments.common import BASELINES, TUNE_SEED
     SETTINGS = _all_settings()
     keys = args.settings or list(SETTINGS)
     keys = [k for key in keys for k in ([s for s in SETTINGS if s.startswith("e6/")] if key == "e6" else [key])]
@@ -551,8 +552,8 @@ def cmd_tune(args):
     if not isinstance(tuned, dict):
         raise UsageError(f"--out {out}: holds {type(tuned).__name__}, not the JSON object of a tuned file")
     jobs = [(key, name) for key in keys for name in BASELINES]
-    with process_pool(args.workers) as pool:
-        found = dict(zip(jobs, pool.map(_tune_job, jobs)))
+    with _pool(args, default=2) as pool, _bar(len(jobs), "tuning", "rate") as bar:
+        found = dict(zip(jobs, run_jobs(pool, _tune_job, jobs, progress=bar.update)))
     for key in keys:
         setting = SETTINGS[key]
         tuned[key] = {"lr": {name: found[key, name][0] for name in BASELINES},
@@ -591,8 +592,9 @@ def cmd_figures(args):
         if args.eval_seed in (0, TUNE_SEED):
             raise UsageError(f"--eval-seed {args.eval_seed} draws the training or tuning tasks; use another")
     out = _writable_folder(args.out if args.out is not None else ("figures/quick" if args.quick else "figures"))
-    results = run_all(out, quick=args.quick, workers=args.workers, only=only, tuned=args.tuned,
-                      weights=args.weights, eval_seed=args.eval_seed)
+    with _pool(args, default=2) as pool, _bar(None, "figures", "run") as bar:
+        results = run_all(out, quick=args.quick, only=only, tuned=args.tuned, weights=args.weights,
+                          eval_seed=args.eval_seed, pool=pool, progress=bar)
     print(results_table(results))
     print(f"figures and results.json in {out}/ ({results['seconds']:.0f} s)")
     if args.readme:
@@ -617,9 +619,33 @@ def add_training_arguments(parser, defaults, what="tasks"):
                         help=f"B: {what} whose meta-gradients each meta-update averages "
                              f"({defaults.tasks_per_update}); --trajectories and --validate-every "
                              "count them and must be multiples of B")
-    parser.add_argument("--workers", type=_workers, default=1,
-                        help="processes that run the B unrolls of a meta-update and the validation "
-                             "(1: here); the result is the same, bit for bit, for any number")
+    add_pool_arguments(parser, 1, "the B unrolls of a meta-update and the validation; the result is the "
+                                  "same, bit for bit, for any number")
+
+
+def add_pool_arguments(parser, default, what="the runs"):
+    """--workers W (a local pool) or --scheduler ADDRESS (a Dask cluster): what runs `what`."""
+    parser.add_argument("--workers", type=_workers, default=None,
+                        help=f"local processes that run {what} ({default})")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="run them on the workers of this running Dask scheduler instead, e.g. "
+                             "tcp://10.0.0.1:8786 (pip install \".[cluster]\"; README, Scaling up)")
+
+
+def _pool(args, default):
+    """The executor of the flags: a local pool of --workers (default `default`), or --scheduler's."""
+    if args.scheduler is not None and args.workers is not None:
+        raise UsageError(f"--workers {args.workers} sizes the local pool; with --scheduler {args.scheduler} "
+                         f"the cluster's workers run the jobs: drop --workers")
+    if args.scheduler == "":
+        raise UsageError("--scheduler '': expected the address of a Dask scheduler, e.g. tcp://host:8786")
+    return executor(default if args.workers is None else args.workers, args.scheduler)
+
+
+def _bar(total, desc, unit):
+    """A progress bar on stderr (stdout stays for results)."""
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr)
 
 
 def build_parser():
@@ -712,7 +738,7 @@ def build_parser():
     fe.add_argument("--quick", action="store_true", help="20 episodes, short tuning: a smoke test")
     fe.add_argument("--out", default=None, help="output folder (figures/, or figures/quick/ with --quick)")
     fe.add_argument("--weights", default=None, help="folder of the weights files (default: the shipped ones)")
-    fe.add_argument("--workers", type=_workers, default=2)
+    add_pool_arguments(fe, 2)
     fe.set_defaults(run=cmd_fewshot_evaluate)
 
     tu = sub.add_parser("tune", help="tune the baselines' learning rates (written to a JSON file)")
@@ -721,14 +747,14 @@ def build_parser():
     tu.add_argument("--out", required=True, metavar="FILE.json",
                     help="where to write the learning rates (merged into the file if it exists); "
                          "`metalstm figures --tuned FILE.json` reads them")
-    tu.add_argument("--workers", type=_workers, default=2)
+    add_pool_arguments(tu, 2)
     tu.set_defaults(run=cmd_tune)
 
     fi = sub.add_parser("figures", help="regenerate the figures and results.json from the shipped weights")
     fi.add_argument("--quick", action="store_true", help="3 runs, at most 20 steps: a smoke test")
     fi.add_argument("--out", default=None, help="output folder (figures/, or figures/quick/ with --quick)")
     fi.add_argument("--only", type=lambda text: text.split(","), default=None, help="e.g. e1,e2")
-    fi.add_argument("--workers", type=_workers, default=2)
+    add_pool_arguments(fi, 2)
     fi.add_argument("--tuned", default=None, help="tuned learning rates (default: the shipped ones)")
     fi.add_argument("--weights", default=None, help="folder of the learned optimizers' weights "
                                                     "(default: the shipped ones)")
@@ -750,7 +776,7 @@ def main(argv=None):
             if getattr(args, name, None) == "":
                 raise UsageError(f"--{name.replace('_', '-')} '': expected a path")
         args.run(args)
-    except (UsageError, WeightsError, IDXError, ValueError, FileNotFoundError) as e:
+    except (UsageError, WeightsError, IDXError, PoolError, ValueError, FileNotFoundError) as e:
         print(f"metalstm: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -19,8 +19,9 @@ def task_rng(seed, r):
     return numpy.random.default_rng([seed, r])
 
 
-def run_on_tasks(optimizer, phi, family, steps, runs, seed):
-    r"""Run `optimizer` with φ for `steps` steps on `runs` fresh tasks of `family`.
+def run_on_tasks(optimizer, phi, family, steps, runs, seed, progress=None):
+    r"""Run `optimizer` with φ for `steps` steps on `runs` fresh tasks of `family`; progress(), if
+    given, is called after each task.
 
     Returns (losses, thetas, tasks): losses[r, t] = L_{t+1} = f_{t+1}(θ_t) on task r, for t = 0..steps (the
     training loss at every iterate, on that step's minibatch); thetas[r] = θ_steps; tasks[r] is
@@ -33,6 +34,8 @@ def run_on_tasks(optimizer, phi, family, steps, runs, seed):
         losses.append([float(L) for L in trajectory])
         thetas.append(optimizer.params(state))
         tasks.append(task)
+        if progress is not None:
+            progress()
     return numpy.array(losses), thetas, tasks
 
 

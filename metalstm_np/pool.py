@@ -1,4 +1,4 @@
-r"""Running independent jobs in parallel: the local process pool, and running a list of jobs in it.
+r"""Running independent jobs in parallel: the one module that knows which executor runs them.
 
 Every parallel part of the package (meta-training's unrolls, the figures' evaluations, tuning,
 few-shot evaluation) hands a list of jobs to `run_jobs(pool, fn, jobs)`, which returns their
@@ -6,8 +6,16 @@ results in the order of the jobs, whatever the order in which they finish. A job
 picklable description (no closures), and `fn` a top-level function, so that a worker process can
 run it; with pool=None the jobs run here, one after another, through the same `fn`.
 
-A worker that dies (killed, out of memory) ends `run_jobs` with `WorkerLost`; the pool's other
-workers are stopped, so no process is left behind; and workers whose parent dies exit too.
+`executor(workers, scheduler)` opens the pool every command uses: a local process pool
+(`process_pool`), or, given the address of a running Dask distributed scheduler, that cluster's
+executor (`pip install ".[cluster]"`). Either is a `concurrent.futures.Executor`, and nothing
+outside this module knows which one it has. Every job is a function of its description alone, so
+the results are the same bit for bit whichever executor runs them.
+
+A worker that dies (killed, out of memory) ends `run_jobs` with `WorkerLost`: at once for the local
+pool, whose other workers are stopped, so no process is left behind (and workers whose parent dies
+exit too); for Dask, once the scheduler has given up on the job (it retries a job whose worker died
+on another worker, `distributed.scheduler.allowed-failures` times).
 """
 import contextlib
 import multiprocessing
@@ -16,15 +24,23 @@ import os
 import signal
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 
-__all__ = ["BLAS_THREAD_VARS", "WorkerLost", "process_pool", "run_jobs"]
+__all__ = ["BLAS_THREAD_VARS", "CONNECT_TIMEOUT", "PoolError", "WorkerLost", "executor", "process_pool",
+           "run_jobs"]
 
 BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-class WorkerLost(RuntimeError):
+CONNECT_TIMEOUT = 10.0     # seconds to reach a Dask scheduler before giving up
+
+
+class PoolError(RuntimeError):
+    """The pool cannot run the jobs: a worker died, or there is no scheduler to run them."""
+
+
+class WorkerLost(PoolError):
     """A worker process of the pool died while it ran a job."""
 
 
@@ -99,15 +115,59 @@ def process_pool(workers):
                 os.environ.pop(v, None)
 
 
-def run_jobs(pool, fn, jobs):
+def run_jobs(pool, fn, jobs, progress=None):
     """[fn(job) for job in jobs], in `pool` (an Executor) if given, else here; results in job order.
-    A worker that died raises WorkerLost."""
+    progress(), if given, is called as each job finishes. A worker that died raises WorkerLost; a
+    job's own exception is raised as soon as that job ends."""
     if pool is None:
-        return [fn(job) for job in jobs]
+        results = []
+        for job in jobs:
+            results.append(fn(job))
+            if progress is not None:
+                progress()
+        return results
     futures = [pool.submit(fn, job) for job in jobs]
     processes = _workers(pool)
     try:
+        for future in as_completed(futures):
+            future.result()
+            if progress is not None:
+                progress()
         return [future.result() for future in futures]
     except BrokenProcessPool:
         _end(processes)                   # the pool ends the others too, but does not wait for them
         raise WorkerLost("a worker process died (killed, or out of memory)") from None
+    except Exception as e:
+        if type(e).__name__ != "KilledWorker":     # distributed.KilledWorker, without importing it
+            raise
+        for future in futures:
+            future.cancel()
+        raise WorkerLost(f"a Dask worker died (killed, or out of memory) each time it ran a job "
+                         f"({e})") from None
+
+
+@contextlib.contextmanager
+def executor(workers=1, scheduler=None):
+    """The pool a command runs its jobs in: `process_pool(workers)`, or with `scheduler` (the
+    address of a running Dask distributed scheduler, e.g. tcp://10.0.0.1:8786) the executor of that
+    cluster, whose workers the scheduler has (`workers` does not apply). An unreachable scheduler is
+    a PoolError after CONNECT_TIMEOUT seconds, and so is a missing `distributed` package."""
+    if scheduler is None:
+        with process_pool(workers) as pool:
+            yield pool
+        return
+    try:
+        import distributed
+    except ImportError:
+        raise PoolError(f"--scheduler {scheduler} needs Dask distributed: pip install \".[cluster]\" "
+                        f"(or pip install \"dask[distributed]\")") from None
+    try:
+        client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
+    except (OSError, TimeoutError, ValueError, TypeError) as e:
+        raise PoolError(f"--scheduler {scheduler}: no Dask scheduler answered within "
+                        f"{CONNECT_TIMEOUT:g} s ({type(e).__name__}: {e})") from None
+    try:
+        with client.get_executor(pure=False) as pool:
+            yield pool
+    finally:
+        client.close()

@@ -9,6 +9,7 @@ r"""The experiments, one module each; `run_all` runs them and writes figures/res
 
 Every number in the README's results table comes from results.json (see `results_table`).
 """
+import contextlib
 import json
 import math
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from . import e1_quadratic, e2_mnist, e3_generalization, e4_one_layer, e5_fewshot, e6_general
 from ..evaluation import EVAL_SEED
-from .common import Context, load_tuned, number, process_pool
+from .common import Context, load_tuned, number, process_pool, run_named
 from .e4_one_layer import LEARNED_BOTH
 
 E4_TWO, E4_ONE = LEARNED_BOTH          # the labels of the two- and the one-layer optimizer
@@ -27,29 +28,33 @@ EXPERIMENTS = {"e1": e1_quadratic, "e2": e2_mnist, "e3": e3_generalization, "e4"
                "e5": e5_fewshot, "e6": e6_general}
 
 
-def run_all(out, quick=False, workers=2, only=None, tuned=None, weights=None, eval_seed=EVAL_SEED):
+def run_all(out, quick=False, workers=2, only=None, tuned=None, weights=None, eval_seed=EVAL_SEED, pool=None,
+            progress=None):
     """Run the experiments (all, or the keys in `only`), write out/results.json; returns the results.
 
     tuned: the tuned learning rates (default: the shipped ones); weights: folder of the learned
     optimizers' weights (default: the shipped ones, metalstm_np/pretrained/); eval_seed: the
-    evaluation tasks of E1–E4 and E6 (another seed re-checks their claims on other tasks).
+    evaluation tasks of E1–E4 and E6 (another seed re-checks their claims on other tasks); pool:
+    the Executor that runs the jobs (default: a process pool of `workers`); progress: a progress
+    bar (tqdm), reset to the number of jobs and updated as each one finishes.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ctx = Context(out=out, quick=quick, tuned=load_tuned(tuned), workers=workers, eval_seed=eval_seed)
     if weights:
         ctx.weights = Path(weights)
-    selected = {key: module for key, module in EXPERIMENTS.items() if not only or key in only}
+    selected = [module for key, module in EXPERIMENTS.items() if not only or key in only]
     start = time.perf_counter()
-    # Every (setting, method) run of E1–E4 and every run of E5 go into one pool, so that both cores
-    # stay busy; each E1–E4 module's run() then finds its runs cached.
-    requests = [r for module in selected.values() if hasattr(module, "requests") for r in module.requests(ctx)]
+    # Every experiment's runs go into one pool, so that both cores stay busy (a run that two
+    # experiments share has one name, and runs once); then each experiment makes its results.
+    jobs = {name: job for module in selected for name, job in module.jobs(ctx).items()}
+    if progress is not None:
+        progress.reset(total=len(jobs))
+    with contextlib.nullcontext(pool) if pool is not None else process_pool(max(1, workers)) as pool:
+        done = run_named(jobs, pool, progress=progress.update if progress is not None else None)
     results = {"quick": quick}
-    with process_pool(max(1, workers)) as pool:
-        fewshot = selected["e5"].submit(ctx, pool=pool) if "e5" in selected else None
-        ctx.evaluate(requests, pool=pool)
-        for key, module in selected.items():
-            results.update(module.collect(ctx, fewshot) if key == "e5" else module.run(ctx))
+    for module in selected:
+        results.update(module.collect(ctx, done))
     results["seconds"] = round(time.perf_counter() - start, 1)
     results = strict(results)
     (out / "results.json").write_text(json.dumps(results, indent=1, sort_keys=True, allow_nan=False) + "\n")

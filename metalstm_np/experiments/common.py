@@ -10,16 +10,17 @@ import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any, Callable, NamedTuple
 
 import numpy
 
 from ..evaluation import EVAL_SEED, TUNE_SEED, run_on_tasks
 from ..learners import MLP, Quadratic, mnist_split
-from ..pool import BLAS_THREAD_VARS, process_pool  # noqa: F401  (re-exported for the experiments)
+from ..pool import BLAS_THREAD_VARS, executor, process_pool, run_jobs  # noqa: F401  (re-exported)
 from ..serialization import load_phi, make_optimizer
 
-__all__ = ["EVAL_SEED", "TUNE_SEED", "BASELINES", "SETTINGS", "Setting", "Context", "process_pool",
-           "pretrained_path",
+__all__ = ["EVAL_SEED", "TUNE_SEED", "BASELINES", "SETTINGS", "Setting", "Context", "Job", "run_job",
+           "run_named", "evaluation_experiment", "process_pool", "pretrained_path",
            "load_tuned", "number", "summarize", "plot_curves", "compare", "save_figure"]
 
 BASELINES = ("sgd", "nag", "rmsprop", "adam")
@@ -101,9 +102,46 @@ def load_tuned(path=None):
     return TunedRates(rates, path)
 
 
-def _run_job(job):
-    """One (setting, method) evaluation; a top-level function so a process pool can run it."""
-    family, name, config, phi, steps, runs, seed = job
+class Job(NamedTuple):
+    """One run of an experiment: fn(*args), fn a top-level function so that a worker can run it.
+    cost: its size (learner coordinates × steps × runs, an LSTM's ~50× a hand-designed update's),
+    so that the longest jobs start first."""
+
+    fn: Callable
+    args: tuple
+    cost: float
+
+
+def run_job(job):
+    """The result of a Job."""
+    return job.fn(*job.args)
+
+
+def run_named(jobs, pool=None, workers=1, progress=None):
+    r"""{name: Job} -> {name: result}, the longest jobs first, in `pool` (an Executor) if given,
+    else in a pool of `workers` processes (here, if 1); progress() is called as each job finishes."""
+    names = sorted(jobs, key=lambda name: -jobs[name].cost)
+    if pool is None and workers > 1 and len(names) > 1:
+        with process_pool(workers) as pool:
+            return run_named(jobs, pool, progress=progress)
+    return dict(zip(names, run_jobs(pool, run_job, [jobs[name] for name in names], progress=progress)))
+
+
+def evaluation_experiment(requests, run):
+    r"""(jobs, collect) of an experiment whose runs are evaluations of methods on settings:
+    requests(ctx) lists them, [(setting, [(label, name, config, φ)])], and run(ctx) makes the results
+    from ctx.evaluate (which finds them cached, or runs what is missing here and now)."""
+    def jobs(ctx):
+        return ctx.jobs(requests(ctx))
+
+    def collect(ctx, done):
+        ctx.store(requests(ctx), done)
+        return run(ctx)
+    return jobs, collect
+
+
+def _evaluation(family, name, config, phi, steps, runs, seed):
+    """One (setting, method) evaluation."""
     optimizer = make_optimizer(name, **config)
     with numpy.errstate(all="ignore"):
         losses, thetas, tasks = run_on_tasks(optimizer, phi, family, steps, runs, seed)
@@ -145,30 +183,34 @@ class Context:
             methods.append((label, optimizer.name, optimizer.config, phi))
         return methods
 
+    def jobs(self, requests):
+        """requests: [(setting, [(label, name, config, φ)])] -> {"setting key: label": Job}, the
+        runs not cached yet."""
+        jobs = {}
+        for setting, methods in requests:
+            n = setting.family.n_params if isinstance(setting.family, MLP) else setting.family.dim
+            steps, runs = self.protocol(setting)
+            for label, name, config, phi in methods:
+                if _name(setting, label) not in self.cache:
+                    jobs[_name(setting, label)] = Job(_evaluation, (setting.family, name, config, phi, steps,
+                                                                    runs, self.eval_seed),
+                                                      cost=n * steps * runs * (50 if config else 1))
+        return jobs
+
+    def store(self, requests, done):
+        """Keep the runs of `requests` among the finished jobs {name: result}, so none runs twice."""
+        names = {_name(setting, label) for setting, methods in requests for label, *_ in methods}
+        self.cache.update({name: result for name, result in done.items() if name in names})
+
     def evaluate(self, requests, pool=None):
         """requests: [(setting, [(label, name, config, φ)])] -> {(setting key, label): result}.
         Runs what is not cached yet, in parallel (in `pool`, if given), longest jobs first."""
-        todo = [(setting, method) for setting, methods in requests for method in methods
-                if (setting.key, method[0]) not in self.cache]
+        self.cache.update(run_named(self.jobs(requests), pool, self.workers))
+        return {(s.key, m[0]): self.cache[_name(s, m[0])] for s, methods in requests for m in methods}
 
-        def cost(item):                       # coordinates × steps × runs, learned ones ~50× dearer
-            setting, (label, name, config, phi) = item
-            n = setting.family.n_params if isinstance(setting.family, MLP) else setting.family.dim
-            return n * setting.steps * setting.runs * (50 if config else 1)
 
-        todo.sort(key=cost, reverse=True)
-        jobs = [(setting.family, name, config, phi, *self.protocol(setting), self.eval_seed)
-                for setting, (label, name, config, phi) in todo]
-        if pool is not None:
-            results = list(pool.map(_run_job, jobs))
-        elif self.workers > 1 and len(jobs) > 1:
-            with process_pool(self.workers) as new_pool:
-                results = list(new_pool.map(_run_job, jobs))
-        else:
-            results = [_run_job(job) for job in jobs]
-        for (setting, method), result in zip(todo, results):
-            self.cache[(setting.key, method[0])] = result
-        return {(s.key, m[0]): self.cache[(s.key, m[0])] for s, methods in requests for m in methods}
+def _name(setting, label):
+    return f"{setting.key}: {label}"
 
 
 def number(x, spec):

@@ -2,7 +2,7 @@ r"""E4 — why the second LSTM layer: a one-layer LSTM optimizer trained exactly
 task family, horizon, truncation, meta-learning rate and number of trajectories), against the
 two-layer one and the tuned baselines on the E2 protocol.
 """
-from .common import SETTINGS, compare, paired_difference, save_figure
+from .common import SETTINGS, compare, evaluation_experiment, paired_difference, save_figure
 from .e2_mnist import LEARNED
 
 LEARNED_BOTH = {**LEARNED, "LSTM, one layer": "l2l1_mnist.npz"}
@@ -21,3 +21,6 @@ def run(ctx):
                                       for at in results["ratio_to_best_baseline"][two]}
     save_figure(ctx.out / "e4_one_layer.png", [(curves, f"{setting.title}: one vs two LSTM layers")])
     return {"E4_one_layer": results}
+
+
+jobs, collect = evaluation_experiment(requests, run)     # what run_all calls

@@ -29,7 +29,6 @@ and 5-shot, and for the meta-LSTM trained as an optimizer of the MNIST MLP (meta
 gate over updates and parts, and the smallest and largest per-update mean.
 """
 import functools
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,10 +39,10 @@ from ..evaluation import EVAL_SEED, TUNE_SEED, task_rng
 from ..learners import MLP
 from ..optimizers import adam, sgd
 from ..serialization import WeightsError, load_phi
-from .common import process_pool
+from .common import Job, run_named
 
 __all__ = ["KEY", "N_WAY", "SETTINGS", "METHODS", "LEARNED", "MNIST_WEIGHTS", "PRETRAIN_SEED",
-           "Protocol", "FULL", "QUICK", "load_learned", "score_learned", "jobs", "submit",
+           "Protocol", "FULL", "QUICK", "load_learned", "score_learned", "jobs",
            "setting_block", "collect", "gate_summary", "mnist_gates", "plot_gates", "run",
            "fewshot_table"]
 
@@ -182,68 +181,69 @@ def _finetune_job(setting, protocol, name, pretrained):
 
 
 def _nearest_neighbour_job(setting, protocol):
-    return fewshot.nearest_neighbour(_episodes(setting, "test", protocol.episodes, EVAL_SEED))
+    return {"accs": fewshot.nearest_neighbour(_episodes(setting, "test", protocol.episodes, EVAL_SEED))}
 
 
 def _learned_job(weights, key, setting, protocol):
-    return score_learned(weights, key, setting, _episodes(setting, "test", protocol.episodes, EVAL_SEED))
+    r"""{"accs": meta-test accuracies (None if the weights are missing), "info"}; for the full
+    meta-LSTM also "trace": its pooled gate trace on the first gate_episodes meta-test episodes,
+    recorded in the same runs."""
+    test = _episodes(setting, "test", protocol.episodes, EVAL_SEED)
+    if key != "metalstm":
+        return dict(zip(("accs", "info"), score_learned(weights, key, setting, test)))
+    return dict(zip(("accs", "info", "trace"),
+                    score_learned(weights, key, setting, test, gate_episodes=protocol.gate_episodes)))
 
 
-def _metalstm_job(weights, setting, protocol):
-    r"""The full meta-LSTM's (accs, info) and, recorded in the same runs, its pooled gate trace on
-    the first gate_episodes meta-test episodes: (accs, info, trace)."""
-    return score_learned(weights, "metalstm", setting, _episodes(setting, "test", protocol.episodes, EVAL_SEED),
-                         gate_episodes=protocol.gate_episodes)
+def _mnist_gates_job(weights, protocol):
+    return {"trace": mnist_gates(weights, protocol.mnist_gate_steps, protocol.mnist_gate_runs)}
 
 
-def jobs(ctx, protocol):
-    r"""{name: (function, arguments)}: E5 cut into independent runs (every function top-level, so
-    that a process pool can run them), most expensive first. The meta-test and meta-validation
-    episodes are drawn again inside each run: the same seed gives the same episodes."""
+def _protocol(ctx, protocol):
+    return protocol or (QUICK if ctx.quick else FULL)
+
+
+def jobs(ctx, protocol=None):
+    r"""{name: Job}: E5 cut into independent runs, each returning a dict. The meta-test and
+    meta-validation episodes are drawn again inside each run: the same seed gives the same
+    episodes. Names: "e5/<setting>/<method>", fine-tuning's "e5/<setting>/finetune_<sgd|adam>" from
+    random θ^0 and "e5/<setting>/pretrained_<sgd|adam>" from Baseline-finetune's, "e5/mnist_gates"."""
+    protocol = _protocol(ctx, protocol)
     out = {}
-    for s in SETTINGS.values():       # the full meta-LSTM's run also records its gates (collect splits)
-        out[(s.key, "metalstm")] = (_metalstm_job, (ctx.weights, s, protocol))
-        out.update({(s.key, key): (_learned_job, (ctx.weights, key, s, protocol))
-                    for key in LEARNED if LEARNED[key][1] == "metalstm" and key != "metalstm"})
-    out["mnist_gates"] = (mnist_gates, (ctx.weights, protocol.mnist_gate_steps, protocol.mnist_gate_runs))
     for s in SETTINGS.values():
-        out.update({(s.key, "finetune", name, pretrained): (_finetune_job, (s, protocol, name, pretrained))
+        n = fewshot.Episodes(n_way=N_WAY, k_shot=s.k_shot).n_params * s.steps  # coordinate-steps of a run
+        tuning = len(protocol.lrs) * protocol.tune_episodes + protocol.episodes
+        out.update({f"e5/{s.key}/{key}": Job(_learned_job, (ctx.weights, key, s, protocol),
+                                             cost=n * protocol.episodes * (50 if LEARNED[key][1] == "metalstm" else 1))
+                    for key in LEARNED})
+        out.update({f"e5/{s.key}/{'pretrained' if pretrained else 'finetune'}_{name}":
+                    Job(_finetune_job, (s, protocol, name, pretrained), cost=n * tuning)
                     for pretrained in (True, False) for name in FINETUNE})
-        out.update({(s.key, key): (_learned_job, (ctx.weights, key, s, protocol))
-                    for key in LEARNED if LEARNED[key][1] != "metalstm"})
-        out[(s.key, "nearest_neighbour")] = (_nearest_neighbour_job, (s, protocol))
+        out[f"e5/{s.key}/nearest_neighbour"] = Job(_nearest_neighbour_job, (s, protocol),
+                                                   cost=protocol.episodes * n / s.steps)
+    out["e5/mnist_gates"] = Job(_mnist_gates_job, (ctx.weights, protocol),
+                                cost=protocol.mnist_gate_runs * protocol.mnist_gate_steps * 15910 * 50)
     return out
 
 
-def submit(ctx, protocol=None, pool=None):
-    r"""Start E5's runs in `pool` (a concurrent.futures executor), or run them here and now if
-    pool is None; returns (protocol, {name: future}) for `collect`."""
-    protocol = protocol or (QUICK if ctx.quick else FULL)
-    if pool is None:
-        done = {}
-        for name, (function, args) in jobs(ctx, protocol).items():
-            done[name] = Future()
-            done[name].set_result(function(*args))
-        return protocol, done
-    return protocol, {name: pool.submit(function, *args) for name, (function, args) in jobs(ctx, protocol).items()}
-
-
-def setting_block(setting, protocol, results):
+def setting_block(setting, protocol, done):
     r"""The results block of `setting` from the finished runs {name: result} (names as in `jobs`)."""
+    run = {key[len(f"e5/{setting.key}/"):]: result for key, result in done.items()
+           if key.startswith(f"e5/{setting.key}/")}
     methods, tuned, grids = {}, {}, {}
-    methods["nearest_neighbour"] = _summary(results[(setting.key, "nearest_neighbour")])
+    methods["nearest_neighbour"] = _summary(run["nearest_neighbour"]["accs"])
     for name in FINETUNE:
-        run = results[(setting.key, "finetune", name, False)]
-        tuned[name], grids[name] = run["lr"], run["scores"]
-        methods[f"finetune_{name}"] = {**_summary(run["accs"]), "optimizer": name, "lr": run["lr"]}
+        tuned[name], grids[name] = run[f"finetune_{name}"]["lr"], run[f"finetune_{name}"]["scores"]
+        methods[f"finetune_{name}"] = {**_summary(run[f"finetune_{name}"]["accs"]), "optimizer": name,
+                                       "lr": tuned[name]}
     # Baseline-finetune: SGD or Adam, whichever reaches the better validation score (a tie: Adam)
-    tuning = {name: results[(setting.key, "finetune", name, True)] for name in FINETUNE}
+    tuning = {name: run[f"pretrained_{name}"] for name in FINETUNE}
     best = max(sorted(tuning), key=lambda name: tuning[name]["scores"][tuning[name]["lr"]])
     methods["baseline_finetune"] = {**_summary(tuning[best]["accs"]), "optimizer": best, "lr": tuning[best]["lr"]}
     tuned["baseline_finetune"] = {"optimizer": best, "lr": tuning[best]["lr"]}
-    grids.update({f"baseline_finetune_{name}": run["scores"] for name, run in tuning.items()})
+    grids.update({f"baseline_finetune_{name}": result["scores"] for name, result in tuning.items()})
     for key in LEARNED:
-        accs, info = results[(setting.key, key)]
+        accs, info = run[key]["accs"], run[key]["info"]
         methods[key] = info if accs is None else {**_summary(accs), **info}
     return {"title": setting.title, "n_way": N_WAY, "k_shot": setting.k_shot, "steps": setting.steps,
             "episodes": protocol.episodes, "tune_episodes": protocol.tune_episodes,
@@ -320,14 +320,10 @@ def plot_gates(path, panels):
 
 # -------------------------------------------------------------------------------------------- run
 
-def collect(ctx, submitted):
-    r"""E5's results from `submit`'s runs, once they finish; draws e5_gates.png into ctx.out.
-    Returns {"E5_fewshot": results}."""
-    protocol, futures = submitted
-    done = {name: future.result() for name, future in futures.items()}
-    for s in SETTINGS.values():            # the meta-LSTM's scores and its gate trace (see jobs)
-        accs, info, trace = done[(s.key, "metalstm")]
-        done[(s.key, "metalstm")], done[(s.key, "gates")] = (accs, info), trace
+def collect(ctx, done, protocol=None):
+    r"""E5's results from the finished runs of `jobs`, {name: result}; draws e5_gates.png into
+    ctx.out. Returns {"E5_fewshot": results}."""
+    protocol = _protocol(ctx, protocol)
     learner = fewshot.Episodes()
     results = {"n_way": N_WAY, "eval_seed": EVAL_SEED, "tune_seed": TUNE_SEED,
                "learner": {"hidden": list(learner.hidden), "activation": learner.activation,
@@ -340,14 +336,15 @@ def collect(ctx, submitted):
                "gates": {}}
     panels = []
     for setting in SETTINGS.values():
-        trace, weights = done[(setting.key, "gates")], LEARNED["metalstm"][0].format(k=setting.k_shot)
+        trace = done[f"e5/{setting.key}/metalstm"]["trace"]
+        weights = LEARNED["metalstm"][0].format(k=setting.k_shot)
         if trace is None:
             results["gates"][setting.key] = {"status": "missing", "weights": weights}
             continue
         results["gates"][setting.key] = _trace_block(trace, title=setting.title, weights=weights,
                                                      episodes=protocol.gate_episodes, steps=setting.steps)
         panels.append((trace, f"meta-LSTM, {setting.title}"))
-    trace = done["mnist_gates"]
+    trace = done["e5/mnist_gates"]["trace"]
     if trace is None:
         results["gates"]["mnist"] = {"status": "missing", "weights": MNIST_WEIGHTS}
     else:
@@ -364,13 +361,15 @@ def collect(ctx, submitted):
     return {KEY: results}
 
 
-def run(ctx, protocol=None):
-    r"""E5 on ctx.weights into ctx.out (e5_gates.png), in a pool of ctx.workers processes (here,
-    if 1); returns {"E5_fewshot": results}. protocol: default QUICK if ctx.quick, else FULL."""
-    if ctx.workers <= 1:
-        return collect(ctx, submit(ctx, protocol))
-    with process_pool(ctx.workers) as pool:
-        return collect(ctx, submit(ctx, protocol, pool))
+def run(ctx, protocol=None, pool=None, progress=None):
+    r"""E5 on ctx.weights into ctx.out (e5_gates.png), in `pool` (an Executor), or a pool of
+    ctx.workers processes (here, if 1); returns {"E5_fewshot": results}. protocol: default QUICK if
+    ctx.quick, else FULL; progress: a progress bar (tqdm), reset to the number of runs."""
+    runs = jobs(ctx, protocol)
+    if progress is not None:
+        progress.reset(total=len(runs))
+    done = run_named(runs, pool, ctx.workers, progress=progress.update if progress is not None else None)
+    return collect(ctx, done, protocol)
 
 
 # ------------------------------------------------------------------------------------------ table

@@ -19,7 +19,7 @@ from ..evaluation import TUNE_SEED
 from ..learners import MLP
 from ..serialization import load_phi, make_optimizer
 from ..tuning import quarter_decades
-from .common import BASELINES, Setting, number, paired_difference, plot_curves, summarize
+from .common import BASELINES, Setting, evaluation_experiment, number, paired_difference, plot_curves, summarize
 
 KEY = "E6_general"
 RUNS = 20                    # evaluation tasks per cell
@@ -183,3 +183,6 @@ def e6_table(results):
             f"{number(block['cells'][c]['loss_mean'][block['cells'][c]['best_baseline']], '.4g')} "
             f"({block['cells'][c]['best_baseline']})" for c in cells) + " |")
     return "\n".join(rows) + "\n"
+
+
+jobs, collect = evaluation_experiment(requests, run)     # what run_all calls
