@@ -33,7 +33,7 @@ from .meta_train import (VALIDATE_ON, WEIGHTS, Diverged, TrainConfig, check_resu
 from .pool import PoolError, executor, run_jobs
 from .rnnprop import INPUTS as RNNPROP_INPUTS
 from .serialization import OPTIMIZERS, WeightsError, load_phi, make_optimizer, save_phi
-from .unroll import KINDS
+from .unroll import ALIASES, KINDS
 
 __all__ = ["main"]
 
@@ -365,6 +365,7 @@ def _train_into(args, out, checkpoint, optimizer, family, validation, config, **
     print(f"best φ: {out / 'best.npz'}; checkpoint: {checkpoint}; log: {out / 'log.txt'}")
 
 
+RECHECK = "seed3000"   # where `figures --eval-seed 3000 --out figures/seed3000` puts its re-check
 EXPLODED = 1000.0     # a validation score this many times the untrained φ's (or 1) is reported
 
 
@@ -514,7 +515,7 @@ def cmd_fewshot_evaluate(args):
         results = {"quick": args.quick, **e5_fewshot.run(ctx, pool=pool, progress=bar)}
     results["seconds"] = {"e5": round(time.perf_counter() - start, 1)}
     (out / "fewshot_results.json").write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
-    print(e5_fewshot.fewshot_table(results))
+    print(e5_fewshot.table(results))
     figure = results[e5_fewshot.KEY]["figure"]
     print(f"{out / 'fewshot_results.json'}" + (f" and {out / figure}" if figure else " (no gate figure: "
           "no meta-LSTM weights)") + f" ({results['seconds']['e5']:.0f} s)")
@@ -567,7 +568,7 @@ def cmd_tune(args):
 
 
 def cmd_figures(args):
-    from .experiments import EXPERIMENTS, results_table, run_all, update_readme
+    from .experiments import BLOCKS, EXPERIMENTS, markers, results_table, run_all, update_readme
     only = args.only or list(EXPERIMENTS)
     unknown = [k for k in only if k not in EXPERIMENTS]
     if unknown:
@@ -579,10 +580,10 @@ def cmd_figures(args):
             text = Path(args.readme).read_text() if Path(args.readme).is_file() else ""
         except (OSError, UnicodeDecodeError) as e:
             raise UsageError(f"--readme {args.readme}: cannot be read as text ({e})") from None
-        start, end = text.find("<!-- results:start -->"), text.find("<!-- results:end -->")
-        if start < 0 or end < start:
-            raise UsageError(f"{args.readme}: no <!-- results:start --> ... <!-- results:end --> markers, "
-                             f"in that order")
+        for name in BLOCKS:
+            start, end = (text.find(marker) for marker in markers(name))
+            if start < 0 or end < start:
+                raise UsageError(f"{args.readme}: no {' ... '.join(markers(name))} markers, in that order")
     if args.eval_seed != EVAL_SEED:
         if "e5" in only:
             raise UsageError(f"--eval-seed {args.eval_seed} re-checks E1–E4 and E6 on other tasks; E5 has its "
@@ -598,8 +599,14 @@ def cmd_figures(args):
     print(results_table(results))
     print(f"figures and results.json in {out}/ ({results['seconds']:.0f} s)")
     if args.readme:
-        update_readme(args.readme, results)
-        print(f"updated the results table in {args.readme}")
+        recheck = Path(args.recheck) if args.recheck else out / RECHECK / "results.json"
+        try:
+            again = json.loads(recheck.read_text()) if args.recheck or recheck.is_file() else None
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise UsageError(f"--recheck {recheck}: not a readable results.json ({e})") from None
+        update_readme(args.readme, results, again)
+        print(f"updated the findings and the results tables in {args.readme}"
+              + (f" (re-check: {recheck})" if again is not None else ""))
 
 
 def add_training_arguments(parser, defaults, what="tasks"):
@@ -695,7 +702,9 @@ def build_parser():
     add_training_arguments(tr, TrainConfig())
     tr.add_argument("--horizon", type=_steps, default=TrainConfig().horizon)
     tr.add_argument("--unroll", type=_steps, default=TrainConfig().unroll)
-    tr.add_argument("--meta-loss", choices=KINDS, default=TrainConfig().meta_loss)
+    tr.add_argument("--meta-loss", choices=KINDS + tuple(ALIASES), default=TrainConfig().meta_loss,
+                    help="mean: the (weighted) mean loss over the horizon (alias: sum); log: the mean "
+                         "log-loss; heldout: the held-out loss at θ_T")
     tr.add_argument("--init-from", default=None, metavar="FILE.npz",
                     help="start from the φ of this weights file (the same optimizer and config), "
                          "e.g. to continue a trained optimizer with another unroll or meta-loss")
@@ -759,6 +768,9 @@ def build_parser():
     fi.add_argument("--weights", default=None, help="folder of the learned optimizers' weights "
                                                     "(default: the shipped ones)")
     fi.add_argument("--readme", default=None, help="README.md whose results table to regenerate")
+    fi.add_argument("--recheck", default=None, metavar="RESULTS.json",
+                    help=f"with --readme: the results of a re-check on another evaluation seed, which the "
+                         f"findings report (default: OUT/{RECHECK}/results.json, if it exists)")
     fi.add_argument("--eval-seed", type=_seed, default=EVAL_SEED,
                     help=f"evaluation tasks of E1–E4 and E6 (default {EVAL_SEED}); another seed re-checks "
                          "their numbers on other tasks")
@@ -766,7 +778,7 @@ def build_parser():
     return parser
 
 
-PATH_FLAGS = ("weights", "init_from", "theta0_from", "tuned", "readme", "out")
+PATH_FLAGS = ("weights", "init_from", "theta0_from", "tuned", "readme", "recheck", "out")
 
 
 def main(argv=None):

@@ -57,7 +57,7 @@ from .evaluation import Score
 from .optimizers import Optimizer, adam
 from .pool import WorkerLost, run_jobs
 from .serialization import load_phi, save_phi
-from .unroll import KINDS, meta_loss, meta_value_and_grad, unroll
+from .unroll import ALIASES, KINDS, meta_loss, meta_value_and_grad, unroll
 
 __all__ = ["TrainConfig", "VALIDATE_ON", "WEIGHTS", "Diverged", "WorkerLost", "horizon_weights", "piece_weights",
            "meta_train", "check_resume", "validation_score", "draw_validation_tasks",
@@ -75,7 +75,7 @@ class TrainConfig:
     unroll: int = 20              # truncation: steps per meta-gradient (horizon is a multiple)
     meta_lr: float = 1e-3         # Adam's learning rate on φ
     clip: float = 1.0             # global gradient-norm clipping threshold
-    meta_loss: str = "sum"        # "sum" (Andrychowicz), "log" (of the loss) or "heldout" (Ravi)
+    meta_loss: str = "mean"       # "mean" (Andrychowicz; "sum" is an alias), "log" (of the loss) or "heldout" (Ravi)
     validate_every: int = 25      # trajectories between meta-validations (K)
     validation_tasks: int = 8     # fixed meta-validation tasks
     seed: int = 0                 # all randomness derives from it
@@ -85,6 +85,7 @@ class TrainConfig:
     validation_horizon: Optional[int] = None   # steps of the validation runs (None: the horizon)
 
     def __post_init__(self):
+        object.__setattr__(self, "meta_loss", ALIASES.get(self.meta_loss, self.meta_loss))
         for name in ("trajectories", "horizon", "unroll", "validate_every", "validation_tasks",
                      "tasks_per_update"):
             if getattr(self, name) < 1:

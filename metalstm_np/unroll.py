@@ -32,9 +32,10 @@ from autograd import value_and_grad
 from autograd.tracer import getval
 import autograd.numpy as np
 
-__all__ = ["KINDS", "unroll", "loss_and_grad", "stop_gradient", "meta_loss", "meta_value_and_grad"]
+__all__ = ["KINDS", "ALIASES", "unroll", "loss_and_grad", "stop_gradient", "meta_loss", "meta_value_and_grad"]
 
-KINDS = ("sum", "log", "heldout")      # the meta-losses
+KINDS = ("mean", "log", "heldout")     # the meta-losses
+ALIASES = {"sum": "mean"}              # an older name of the (weighted) mean, still accepted
 
 
 def stop_gradient(tree):
@@ -77,16 +78,17 @@ def unroll(optimizer, phi, task, state, steps, t0=0, second_order=False, observe
     return losses, state
 
 
-def meta_loss(optimizer, phi, task, state=None, steps=20, t0=0, kind="sum", weights=None,
+def meta_loss(optimizer, phi, task, state=None, steps=20, t0=0, kind="mean", weights=None,
               second_order=False):
     r"""The meta-loss of one unroll and the final state; `state=None` starts from init(φ, θ^0).
 
-    kind="sum":     Σ_{t=1}^{T} w_t f(θ_t) over the iterates after each update (Andrychowicz et al.
+    kind="mean":    Σ_{t=1}^{T} w_t f(θ_t) over the iterates after each update (Andrychowicz et al.
                     2016, eq. 3); the paper's w_t = 1, our default w_t = 1/T (the mean, the same
                     direction, with a scale that does not grow with T);
     kind="log":     Σ_{t=1}^{T} w_t log f(θ_t), the same weights;
     kind="heldout": f_heldout(θ_T)  (Ravi & Larochelle 2017).
     """
+    kind = ALIASES.get(kind, kind)
     if kind not in KINDS:
         raise ValueError(f"unknown meta-loss kind {kind!r}; expected one of {KINDS}")
     w = np.full(steps, 1.0 / steps) if weights is None else weights
@@ -102,7 +104,7 @@ def meta_loss(optimizer, phi, task, state=None, steps=20, t0=0, kind="sum", weig
     return sum(w_t * L for w_t, L in zip(w, losses[1:])), state
 
 
-def meta_value_and_grad(optimizer, phi, task, state=None, steps=20, t0=0, kind="sum",
+def meta_value_and_grad(optimizer, phi, task, state=None, steps=20, t0=0, kind="mean",
                         weights=None, second_order=False):
     r"""(meta-loss, ∂meta-loss/∂φ, final state with boxes removed) for one unroll piece."""
     final = {}

@@ -238,7 +238,7 @@ def test_figures_refuses_quick_numbers_in_the_readme_and_a_readme_without_marker
     readme = tmp_path / "README.md"
     readme.write_text("no markers here\n")
     assert "do not go into the README" in error_of(capsys, "figures", "--quick", "--readme", str(readme))
-    assert "no <!-- results:start -->" in error_of(capsys, "figures", "--readme", str(readme), "--out", str(tmp_path))
+    assert "no <!-- findings:start -->" in error_of(capsys, "figures", "--readme", str(readme), "--out", str(tmp_path))
     assert readme.read_text() == "no markers here\n"
 
 

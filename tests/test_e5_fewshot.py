@@ -9,6 +9,7 @@ here and a tiny protocol (3 meta-test episodes):
 * a wrong weights file is an error, not a missing one; the CLI writes fewshot_results.json.
 """
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from metalstm_np.cli import main
 from metalstm_np.evaluation import EVAL_SEED, TUNE_SEED
 from metalstm_np.experiments import e5_fewshot
 from metalstm_np.experiments.common import Context
-from metalstm_np.experiments.e5_fewshot import (LEARNED, METHODS, SETTINGS, Protocol, fewshot_table,
+from metalstm_np.experiments.e5_fewshot import (LEARNED, METHODS, SETTINGS, Protocol,
                                                 load_learned, score_learned)
 from metalstm_np.fewshot import (Episodes, finetune, mean_ci95, nearest_neighbour,
                                  sample_episodes)
@@ -105,8 +106,8 @@ def test_the_numbers_reproduce_from_the_stated_episodes_and_seeds(e5):
 
 def test_table_shows_the_numbers(e5):
     _, block = e5
-    table = fewshot_table({"E5_fewshot": block, "quick": True})
-    assert table == fewshot_table(block) and fewshot_table({"E1_quadratic": {}}) == ""
+    table = e5_fewshot.table({"E5_fewshot": block, "quick": True})
+    assert table == e5_fewshot.table(block) and e5_fewshot.table({"E1_quadratic": {}}) == ""
     for setting in block["settings"].values():
         for method, s in setting["methods"].items():
             if s["status"] == "missing":
@@ -186,18 +187,17 @@ def test_cli_fewshot_evaluate_without_weights(tmp_path, capsys, monkeypatch):
     for setting in block["settings"].values():
         assert all(setting["methods"][m]["status"] == "missing" for m in LEARNED)
     assert all(g["status"] == "missing" for g in block["gates"].values())
-    assert fewshot_table(results) in printed
+    assert e5_fewshot.table(results) in printed
     assert main(["fewshot", "evaluate", "--quick", "--weights", str(tmp_path / "nowhere")]) == 2
     assert capsys.readouterr().err.strip() == f"metalstm: error: --weights {tmp_path / 'nowhere'}: no such folder"
 
 
 def test_shipped_bf_frozen_variant_keeps_baseline_finetunes_theta0():
-    r"""pretrained/fewshot_bf_theta0_frozen/: meta-LSTMs trained with --theta0-from (`fewshot
+    r"""provenance/not_shipped/fewshot_bf_theta0_frozen/ (a control run): meta-LSTMs trained with --theta0-from (`fewshot
     pretrain`) and --freeze-theta0. Their θ^0 is Baseline-finetune's, the pre-trained hidden layers
     and a zero output layer, unchanged by training; `fewshot evaluate --weights` that folder loads
     them as the meta-LSTM and reports the other learned methods missing."""
-    from metalstm_np.experiments.common import PRETRAINED
-    folder = PRETRAINED / "fewshot_bf_theta0_frozen"
+    folder = Path(__file__).resolve().parents[1] / "provenance" / "not_shipped" / "fewshot_bf_theta0_frozen"
     features = e5_fewshot._features(e5_fewshot.FULL.pretrain_steps)
     for setting in SETTINGS.values():
         optimizer, phi, _ = e5_fewshot.load_learned(folder, "metalstm", setting)

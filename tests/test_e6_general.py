@@ -47,7 +47,7 @@ def test_every_cell_is_scored_against_the_rates_tuned_for_it(quick_e6):
 
 def test_the_table_has_a_row_per_cell_and_the_figure_is_written(quick_e6):
     folder, _, results = quick_e6
-    table, ablation = e6_general.e6_table(results).split("\n\n")
+    table, ablation = e6_general.table(results).split("\n\n")
     assert len(table.strip().splitlines()) == 2 + len(results[e6_general.KEY]["cells"])
     assert len(ablation.strip().splitlines()) == 2 + len(e6_general.ABLATION) + 1     # + the best baseline
     png = (folder / "out" / "e6_general.png").read_bytes()
@@ -73,4 +73,4 @@ def test_the_ablation_compares_every_variant_with_all_remedies_on_the_same_tasks
         for v, a in variants.items():
             assert a["minus_all_remedies"]["mean"] == pytest.approx(a["loss_mean"] - first["loss_mean"], abs=1e-12)
             assert a["minus_best_baseline"]["mean"] == pytest.approx(a["loss_mean"] - best, abs=1e-12)
-    assert "| no convex square |" in e6_general.e6_table(results)
+    assert "| no convex square |" in e6_general.table(results)

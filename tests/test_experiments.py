@@ -8,6 +8,7 @@ import pytest
 
 from metalstm_np.cli import main
 from metalstm_np.experiments import results_table, update_readme
+from metalstm_np.experiments.findings import findings
 from metalstm_np.experiments.common import BASELINES, load_tuned
 
 
@@ -71,11 +72,12 @@ def test_ratios_and_table_come_from_the_same_numbers(quick, tmp_path):
     assert d["mean"] == pytest.approx(e4["methods"]["LSTM (l2l)"]["loss_mean@20"]
                                       - e4["methods"]["LSTM, one layer"]["loss_mean@20"])
     readme = tmp_path / "README.md"
-    readme.write_text("intro\n<!-- results:start -->\nold\n<!-- results:end -->\noutro\n")
+    readme.write_text("intro\n<!-- findings:start -->\nold\n<!-- findings:end -->\nmiddle\n"
+                      "<!-- results:start -->\nold\n<!-- results:end -->\noutro\n")
     update_readme(readme, results)
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
-    assert results_table(results) in text
+    assert results_table(results) in text and findings(results) in text
     ratio = results["E2_mnist"]["ratio_to_best_baseline"]["LSTM (l2l)"]["@20"]["ratio"]
     assert f"{ratio:.3f}" in text
     d = results["E4_one_layer"]["two_minus_one_layer"]["@20"]
@@ -106,3 +108,22 @@ def test_process_pool_runs_blas_on_one_thread_and_restores_the_environment(monke
         assert pool.submit(os.getenv, "OPENBLAS_NUM_THREADS").result() == "2"
         assert pool.submit(os.getenv, "OMP_NUM_THREADS").result() is None
     assert os.environ["OPENBLAS_NUM_THREADS"] == "2"
+
+
+def test_the_readmes_findings_and_tables_are_the_generated_ones():
+    """README.md's generated blocks are what `metalstm figures --readme README.md` writes from the
+    shipped figures/results.json and its re-check figures/seed3000/results.json: no number in them
+    is typed by hand."""
+    import json
+    from pathlib import Path
+    from metalstm_np.experiments import BLOCKS, markers
+    root = Path(__file__).resolve().parents[1]
+    results = json.loads((root / "figures" / "results.json").read_text())
+    recheck = json.loads((root / "figures" / "seed3000" / "results.json").read_text())
+    text = (root / "README.md").read_text()
+    blocks = {}
+    for name in BLOCKS:
+        start, end = markers(name)
+        blocks[name] = text.split(start, 1)[1].split(end, 1)[0]
+    assert blocks["findings"] == "\n" + findings(results, recheck)
+    assert blocks["results"] == "\n" + results_table(results)

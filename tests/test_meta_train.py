@@ -131,7 +131,7 @@ def test_meta_lstm_with_learned_theta0_trains_c0(tmp_path):
 
 
 @pytest.mark.parametrize("bad", [dict(horizon=10, unroll=3), dict(trajectories=0), dict(meta_lr=-1.0),
-                                 dict(meta_loss="mean"), dict(validate_on="last")])
+                                 dict(meta_loss="median"), dict(validate_on="last")])
 def test_bad_config_names_the_value(bad):
     with pytest.raises(ValueError, match=str(list(bad.values())[-1])):
         TrainConfig(**bad)

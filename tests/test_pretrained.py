@@ -1,12 +1,14 @@
-"""The shipped weights in metalstm_np/pretrained/: every file comes with its training log and the
-command(s) that made it, and loads as the optimizer its command names."""
+"""The shipped weights in metalstm_np/pretrained/: every file has its training log and the command(s)
+that made it in provenance/, and loads as the optimizer its command names."""
 from pathlib import Path
 
 import pytest
 
 from metalstm_np.serialization import load_phi
 
-PRETRAINED = Path(__file__).resolve().parents[1] / "metalstm_np" / "pretrained"
+ROOT = Path(__file__).resolve().parents[1]
+PRETRAINED = ROOT / "metalstm_np" / "pretrained"
+PROVENANCE = ROOT / "provenance"
 WEIGHTS = sorted(PRETRAINED.rglob("*.npz"))
 
 
@@ -18,8 +20,8 @@ def test_the_shipped_weights_are_found():
 
 @pytest.mark.parametrize("path", WEIGHTS, ids=lambda p: p.relative_to(PRETRAINED).as_posix())
 def test_every_weights_file_has_its_log_and_command(path):
-    log = path.with_name(path.stem + ".log.txt")
-    command = path.with_name(path.stem + ".command.txt")
+    stem = PROVENANCE / path.relative_to(PRETRAINED).with_suffix("")
+    log, command = Path(f"{stem}.log.txt"), Path(f"{stem}.command.txt")
     assert log.is_file() and command.is_file(), f"{path.name}: no {log.name} or {command.name}"
     commands = [line for line in command.read_text().splitlines() if line and not line.startswith("#")]
     assert commands and all(line.startswith("metalstm ") for line in commands), commands

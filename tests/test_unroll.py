@@ -114,10 +114,10 @@ def test_meta_loss_sum_log_and_heldout_values(second_order):
     task = linear_task(np.random.default_rng(6), N)
     opt, phi = phi_of("metalstm")
     losses, state = unroll(opt, phi, task, opt.init(phi, task.theta0), 5)
-    value, final = meta_loss(opt, phi, task, steps=5, kind="sum", second_order=second_order)
+    value, final = meta_loss(opt, phi, task, steps=5, kind="mean", second_order=second_order)
     np.testing.assert_allclose(value, np.mean(losses[1:]), rtol=1e-15)        # w_t = 1/T by default
     w = np.array([1.0, 0.0, 2.0, 0.0, 3.0])
-    value_w, _ = meta_loss(opt, phi, task, steps=5, kind="sum", weights=w, second_order=second_order)
+    value_w, _ = meta_loss(opt, phi, task, steps=5, kind="mean", weights=w, second_order=second_order)
     np.testing.assert_allclose(value_w, losses[1] + 2 * losses[3] + 3 * losses[5], rtol=1e-15)
     value_log, _ = meta_loss(opt, phi, task, steps=5, kind="log", weights=w, second_order=second_order)
     np.testing.assert_allclose(value_log, np.log(losses[1]) + 2 * np.log(losses[3]) + 3 * np.log(losses[5]),
@@ -128,12 +128,19 @@ def test_meta_loss_sum_log_and_heldout_values(second_order):
     assert_trees_equal(final, state)
 
 
+def test_sum_is_the_old_name_of_the_mean_meta_loss():
+    opt, phi = phi_of("l2l")
+    assert meta_loss(opt, phi, QUADRATIC, steps=3, kind="sum")[0] == meta_loss(opt, phi, QUADRATIC, steps=3)[0]
+    from metalstm_np.meta_train import TrainConfig
+    assert TrainConfig(meta_loss="sum") == TrainConfig(meta_loss="mean") == TrainConfig()
+
+
 def test_meta_loss_rejects_unknown_kind_and_bad_weights():
     opt, phi = phi_of("l2l")
-    with pytest.raises(ValueError, match="'mean'"):
-        meta_loss(opt, phi, QUADRATIC, steps=2, kind="mean")
-    with pytest.raises(ValueError, match="'mean'"):
-        meta_value_and_grad(opt, phi, QUADRATIC, steps=2, kind="mean")
+    with pytest.raises(ValueError, match="'median'"):
+        meta_loss(opt, phi, QUADRATIC, steps=2, kind="median")
+    with pytest.raises(ValueError, match="'median'"):
+        meta_value_and_grad(opt, phi, QUADRATIC, steps=2, kind="median")
     with pytest.raises(ValueError, match="3 meta-loss weights.*2 steps"):
         meta_loss(opt, phi, QUADRATIC, steps=2, weights=[1.0, 1.0, 1.0])
 
@@ -172,7 +179,7 @@ def directions(phi, seed):
     return x, unflatten, dirs
 
 
-@pytest.mark.parametrize("kind", ["sum", "log", "heldout"])
+@pytest.mark.parametrize("kind", ["mean", "sum", "log", "heldout"])
 @pytest.mark.parametrize("name", ["l2l", "metalstm", "metalstm_theta0"])
 def test_second_order_meta_gradient_matches_central_differences(name, kind):
     opt, phi = phi_of(name)
@@ -187,7 +194,7 @@ def test_second_order_meta_gradient_matches_central_differences(name, kind):
     assert np.linalg.norm(g_flat) > 1e-3
 
 
-@pytest.mark.parametrize("kind", ["sum", "log", "heldout"])
+@pytest.mark.parametrize("kind", ["mean", "sum", "log", "heldout"])
 @pytest.mark.parametrize("name", ["l2l", "metalstm", "metalstm_theta0"])
 def test_first_order_equals_full_meta_gradient_when_gradient_is_constant(name, kind):
     r"""On L_t(θ) = a·θ + 3 + 0.1 t the Hessian is 0, so dropping ∂∇/∂θ drops nothing."""
@@ -202,7 +209,7 @@ def test_first_order_equals_full_meta_gradient_when_gradient_is_constant(name, k
     np.testing.assert_allclose(f1, f2, rtol=1e-10, atol=1e-12 * np.max(np.abs(f2)))
 
 
-@pytest.mark.parametrize("kind", ["sum", "log", "heldout"])
+@pytest.mark.parametrize("kind", ["mean", "sum", "log", "heldout"])
 @pytest.mark.parametrize("name", ["l2l", "metalstm", "metalstm_theta0"])
 def test_first_order_differs_from_full_meta_gradient_on_the_quadratic(name, kind):
     r"""On the quadratic ∂∇/∂θ = 2WᵀW ≠ 0: the dropped term is measurable (> 1e-3 relative).

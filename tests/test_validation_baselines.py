@@ -1,5 +1,7 @@
 """experiments/validation_baselines.py: its scores are the meta-losses and per-step losses of one run;
 experiments/fewshot_validation.py: it scores on the episodes meta-training validated on."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -19,7 +21,7 @@ def test_scores_agree_with_the_unrolled_losses():
     s = scores(sgd, phi, tasks, TrainConfig(horizon=10, unroll=5), at_steps=(4, 10))
     losses = np.array([[float(L) for L in unroll(sgd, phi, t, sgd.init(phi, t.theta0), 10)[0]] for t in tasks])
     # meta-loss over the horizon: the iterates after each update, θ_1 .. θ_10 = losses[:, 1:11]
-    np.testing.assert_allclose(s["sum"], losses[:, 1:].mean(), rtol=1e-12)
+    np.testing.assert_allclose(s["mean"], losses[:, 1:].mean(), rtol=1e-12)
     np.testing.assert_allclose(s["log"], np.log(losses[:, 1:]).mean(), rtol=1e-12)
     assert (s["loss@4"], s["loss@10"]) == (losses[:, 4].mean(), losses[:, 10].mean())
     assert s["loss@10"] < s["loss@4"] < losses[:, 0].mean()
@@ -29,7 +31,7 @@ def test_fewshot_validation_recomputes_the_shipped_models_early_stopping_score(c
     r"""On the 50 episodes meta-training validated on, the shipped (best) φ of the fixed-gate 5-shot
     model scores exactly the best validation error its training log recorded."""
     weights = PRETRAINED / "fewshot_gd_5shot.npz"
-    last = (PRETRAINED / "fewshot_gd_5shot.log.txt").read_text().splitlines()[-1].split()
+    last = (Path(__file__).resolve().parents[1] / "provenance" / "fewshot_gd_5shot.log.txt").read_text().splitlines()[-1].split()
     fewshot_validation.main(["--shots", "5", "--episodes", "50", str(weights)])
     printed = capsys.readouterr().out.split("validation error ")[1].split()[0]
     assert float(printed) == pytest.approx(float(last[last.index("best") + 1]), abs=5e-5)

@@ -15,14 +15,11 @@ import math
 import time
 from pathlib import Path
 
-from . import e1_quadratic, e2_mnist, e3_generalization, e4_one_layer, e5_fewshot, e6_general
+from . import e1_quadratic, e2_mnist, e3_generalization, e4_one_layer, e5_fewshot, e6_general, findings
 from ..evaluation import EVAL_SEED
-from .common import Context, load_tuned, number, process_pool, run_named
-from .e4_one_layer import LEARNED_BOTH
+from .common import Context, load_tuned, process_pool, run_named
 
-E4_TWO, E4_ONE = LEARNED_BOTH          # the labels of the two- and the one-layer optimizer
-
-__all__ = ["EXPERIMENTS", "run_all", "results_table", "update_readme"]
+__all__ = ["EXPERIMENTS", "BLOCKS", "run_all", "results_table", "markers", "update_readme"]
 
 EXPERIMENTS = {"e1": e1_quadratic, "e2": e2_mnist, "e3": e3_generalization, "e4": e4_one_layer,
                "e5": e5_fewshot, "e6": e6_general}
@@ -73,60 +70,29 @@ def strict(tree):
     return tree
 
 
-def _fmt(mean, std=None):
-    if mean is None or mean == float("inf"):
-        return "diverged"
-    return f"{mean:.4g}" if std is None else f"{mean:.4g} ± {std:.2g}"
-
-
-def _paired(d, runs):
-    return f"{number(d['mean'], '+.4f')} ± {number(d['se'], '.4f')} | {d['wins']} of {runs} |"
-
-
 def results_table(results):
-    """The README's results table (Markdown), generated from results.json."""
-    experiments = sorted(k for k in results if k[:1] == "E" and "methods" in results[k])  # E1–E4
-    steps = sorted({int(k.split("@")[1]) for e in experiments for s in results[e]["methods"].values()
-                    for k in s if k.startswith("loss_mean@")})
-    rows = ["| experiment | method | tuned lr | " + " | ".join(f"loss @{t}" for t in steps)
-            + " | test loss | test accuracy |", "| --- " * (5 + len(steps)) + "|"]
-    for key in experiments:
-        block = results[key]
-        for method, s in block["methods"].items():
-            lr = block["tuned_lr"].get(method)
-            cells = [key, method, f"{lr:.3g}" if lr else "learned"]
-            for t in steps:
-                cells.append(_fmt(s[f"loss_mean@{t}"], s[f"loss_std@{t}"]) if f"loss_mean@{t}" in s else "")
-            cells.append(_fmt(s["test_loss_mean"], s["test_loss_std"]) if "test_loss_mean" in s else "")
-            cells.append(_fmt(s["test_accuracy_mean"], s["test_accuracy_std"])
-                         if "test_accuracy_mean" in s else "")
-            rows.append("| " + " | ".join(cells) + " |")
-    rows += ["", "| experiment | learned optimizer | step | best tuned baseline | loss ratio (learned / best) "
-             "| paired difference (learned − best) ± s.e. | tasks where learned is lower |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    for key in experiments:
-        block = results[key]
-        for method, at in block["ratio_to_best_baseline"].items():
-            for step, r in at.items():
-                rows.append(f"| {key} | {method} | {step[1:]} | {r['best_baseline']} | {number(r['ratio'], '.3f')} | "
-                            + _paired(r["paired_difference"], block["runs"]))
-        for step, d in block.get("two_minus_one_layer", {}).items():      # E4: the two learned ones
-            ratio = block["methods"][E4_TWO][f"loss_mean{step}"] / block["methods"][E4_ONE][f"loss_mean{step}"]
-            rows.append(f"| {key} | two layers, against one layer | {step[1:]} | (one layer) | {ratio:.3f} | "
-                        + _paired(d, block["runs"]))
-    extra = [table for table in (e5_fewshot.fewshot_table(results), e6_general.e6_table(results)) if table]
-    return "\n".join(rows) + "\n" + "".join(f"\n{table}" for table in extra)
+    """The README's results tables (Markdown), generated from results.json: each experiment's own."""
+    return "\n".join(table for table in (module.table(results) for module in EXPERIMENTS.values()) if table)
 
 
-START, END = "<!-- results:start -->", "<!-- results:end -->"
+BLOCKS = ("findings", "results")       # the README's generated parts, <!-- NAME:start --> ... <!-- NAME:end -->
 
 
-def update_readme(readme, results):
-    """Replace the text between the results markers in `readme` with the generated table."""
+def markers(name):
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
+def update_readme(readme, results, recheck=None):
+    """Replace the text between each pair of markers in `readme` with what is generated from the
+    results: the findings (with `recheck`, the results of another evaluation seed) and the tables."""
     readme = Path(readme)
     text = readme.read_text()
-    if START not in text or END not in text:
-        raise ValueError(f"{readme}: no {START} ... {END} markers to put the results table between")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    readme.write_text(head + START + "\n" + results_table(results) + END + tail)
+    generated = {"findings": findings.findings(results, recheck), "results": results_table(results)}
+    for name in BLOCKS:
+        start, end = markers(name)
+        if start not in text or end not in text or text.index(end) < text.index(start):
+            raise ValueError(f"{readme}: no {start} ... {end} markers, in that order, to put the {name} between")
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        text = head + start + "\n" + generated[name] + end + tail
+    readme.write_text(text)

@@ -20,7 +20,7 @@ from ..pool import BLAS_THREAD_VARS, executor, process_pool, run_jobs  # noqa: F
 from ..serialization import load_phi, make_optimizer
 
 __all__ = ["EVAL_SEED", "TUNE_SEED", "BASELINES", "SETTINGS", "Setting", "Context", "Job", "run_job",
-           "run_named", "evaluation_experiment", "process_pool", "pretrained_path",
+           "run_named", "evaluation_experiment", "curves_table", "process_pool", "pretrained_path",
            "load_tuned", "number", "summarize", "plot_curves", "compare", "save_figure"]
 
 BASELINES = ("sgd", "nag", "rmsprop", "adam")
@@ -216,6 +216,50 @@ def _name(setting, label):
 def number(x, spec):
     """x formatted with `spec`, or "diverged" for a run without a finite number (None, NaN, inf)."""
     return "diverged" if x is None or x != x or abs(x) == float("inf") else format(x, spec)
+
+
+def _fmt(mean, std=None):
+    if mean is None or mean == float("inf"):
+        return "diverged"
+    return f"{mean:.4g}" if std is None else f"{mean:.4g} ± {std:.2g}"
+
+
+def _paired(d, runs):
+    return f"{number(d['mean'], '+.4f')} ± {number(d['se'], '.4f')} | {d['wins']} of {runs} |"
+
+
+def curves_table(results, keys, extra_rows=()):
+    r"""Two Markdown tables of the `compare` blocks results[key] for the keys present: every method's
+    loss (mean ± std over tasks) at each reported step with its tuned lr and test metrics; then each
+    learned optimizer against the best tuned baseline, with extra_rows ([str]) appended. "" if none."""
+    keys = [k for k in keys if k in results and "methods" in results[k]]
+    if not keys:
+        return ""
+    steps = sorted({int(k.split("@")[1]) for e in keys for s in results[e]["methods"].values()
+                    for k in s if k.startswith("loss_mean@")})
+    rows = ["| experiment | method | tuned lr | " + " | ".join(f"loss @{t}" for t in steps)
+            + " | test loss | test accuracy |", "| --- " * (5 + len(steps)) + "|"]
+    for key in keys:
+        block = results[key]
+        for method, s in block["methods"].items():
+            lr = block["tuned_lr"].get(method)
+            cells = [key, method, f"{lr:.3g}" if lr else "learned"]
+            for t in steps:
+                cells.append(_fmt(s[f"loss_mean@{t}"], s[f"loss_std@{t}"]) if f"loss_mean@{t}" in s else "")
+            cells.append(_fmt(s["test_loss_mean"], s["test_loss_std"]) if "test_loss_mean" in s else "")
+            cells.append(_fmt(s["test_accuracy_mean"], s["test_accuracy_std"])
+                         if "test_accuracy_mean" in s else "")
+            rows.append("| " + " | ".join(cells) + " |")
+    rows += ["", "| experiment | learned optimizer | step | best tuned baseline | loss ratio (learned / best) "
+             "| paired difference (learned − best) ± s.e. | tasks where learned is lower |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for key in keys:
+        block = results[key]
+        for method, at in block["ratio_to_best_baseline"].items():
+            for step, r in at.items():
+                rows.append(f"| {key} | {method} | {step[1:]} | {r['best_baseline']} | {number(r['ratio'], '.3f')} | "
+                            + _paired(r["paired_difference"], block["runs"]))
+    return "\n".join(rows + list(extra_rows)) + "\n"
 
 
 def summarize(result, at_steps):

@@ -3,7 +3,7 @@ r"""E1 — quadratics (Andrychowicz et al. 2016, Fig. 2, left).
 The LSTM optimizer trained on 10-d quadratics f(θ) = ||Wθ − y||², evaluated on 100 fresh functions
 for 100 steps against SGD, NAG, RMSprop and Adam with tuned learning rates.
 """
-from .common import SETTINGS, compare, evaluation_experiment, save_figure
+from .common import SETTINGS, compare, curves_table, evaluation_experiment, save_figure
 
 LEARNED = {"LSTM (l2l)": "l2l_quadratic.npz"}
 
@@ -18,6 +18,11 @@ def run(ctx):
     curves, results = compare(ctx, setting, LEARNED, at_steps=(100,))
     save_figure(ctx.out / "e1_quadratic.png", [(curves, f"{setting.title}: {results['runs']} functions")])
     return {"E1_quadratic": results}
+
+
+def table(results):
+    """This experiment's tables in the README (Markdown), from results.json; "" without its block."""
+    return curves_table(results, ("E1_quadratic",))
 
 
 jobs, collect = evaluation_experiment(requests, run)     # what run_all calls

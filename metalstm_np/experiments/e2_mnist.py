@@ -5,7 +5,7 @@ The LSTM optimizer trained on an MLP with one hidden layer of 20 sigmoid units (
 as in the paper — against the tuned baselines: training-minibatch loss per step, and test-set loss
 and accuracy of θ_200.
 """
-from .common import SETTINGS, compare, evaluation_experiment, save_figure
+from .common import SETTINGS, compare, curves_table, evaluation_experiment, save_figure
 
 LEARNED = {"LSTM (l2l)": "l2l_mnist.npz"}
 
@@ -20,6 +20,11 @@ def run(ctx):
     curves, results = compare(ctx, setting, LEARNED)
     save_figure(ctx.out / "e2_mnist.png", [(curves, f"{setting.title}: {results['runs']} runs")])
     return {"E2_mnist": results}
+
+
+def table(results):
+    """This experiment's tables in the README (Markdown), from results.json; "" without its block."""
+    return curves_table(results, ("E2_mnist",))
 
 
 jobs, collect = evaluation_experiment(requests, run)     # what run_all calls

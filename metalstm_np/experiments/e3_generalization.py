@@ -4,7 +4,7 @@ The E2 optimizer, unchanged, on an MLP with 40 hidden units, with two hidden lay
 ReLU instead of sigmoid; the baselines are retuned for each. The paper reports that the first two
 work and ReLU does not.
 """
-from .common import SETTINGS, compare, evaluation_experiment, save_figure
+from .common import SETTINGS, compare, curves_table, evaluation_experiment, save_figure
 from .e2_mnist import LEARNED
 
 KEYS = ("mnist_40", "mnist_2layers", "mnist_relu")
@@ -23,6 +23,11 @@ def run(ctx):
         panels.append((curves, SETTINGS[key].title))
     save_figure(ctx.out / "e3_generalization.png", panels)
     return results
+
+
+def table(results):
+    """This experiment's tables in the README (Markdown), from results.json; "" without its block."""
+    return curves_table(results, tuple(f"E3_{key}" for key in KEYS))
 
 
 jobs, collect = evaluation_experiment(requests, run)     # what run_all calls

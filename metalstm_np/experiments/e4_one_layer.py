@@ -2,7 +2,7 @@ r"""E4 — why the second LSTM layer: a one-layer LSTM optimizer trained exactly
 task family, horizon, truncation, meta-learning rate and number of trajectories), against the
 two-layer one and the tuned baselines on the E2 protocol.
 """
-from .common import SETTINGS, compare, evaluation_experiment, paired_difference, save_figure
+from .common import SETTINGS, compare, curves_table, evaluation_experiment, number, paired_difference, save_figure
 from .e2_mnist import LEARNED
 
 LEARNED_BOTH = {**LEARNED, "LSTM, one layer": "l2l1_mnist.npz"}
@@ -21,6 +21,19 @@ def run(ctx):
                                       for at in results["ratio_to_best_baseline"][two]}
     save_figure(ctx.out / "e4_one_layer.png", [(curves, f"{setting.title}: one vs two LSTM layers")])
     return {"E4_one_layer": results}
+
+
+def table(results):
+    """E4's tables in the README (Markdown), with the two-layer optimizer against the one-layer one."""
+    block = results.get("E4_one_layer")
+    if not block:
+        return ""
+    two, one = LEARNED_BOTH
+    rows = [f"| E4_one_layer | two layers, against one layer | {step[1:]} | (one layer) | "
+            f"{block['methods'][two][f'loss_mean{step}'] / block['methods'][one][f'loss_mean{step}']:.3f} | "
+            f"{number(d['mean'], '+.4f')} ± {number(d['se'], '.4f')} | {d['wins']} of {block['runs']} |"
+            for step, d in block.get("two_minus_one_layer", {}).items()]
+    return curves_table(results, ("E4_one_layer",), rows)
 
 
 jobs, collect = evaluation_experiment(requests, run)     # what run_all calls

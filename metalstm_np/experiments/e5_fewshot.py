@@ -44,7 +44,7 @@ from .common import Job, run_named
 __all__ = ["KEY", "N_WAY", "SETTINGS", "METHODS", "LEARNED", "MNIST_WEIGHTS", "PRETRAIN_SEED",
            "Protocol", "FULL", "QUICK", "load_learned", "score_learned", "jobs",
            "setting_block", "collect", "gate_summary", "mnist_gates", "plot_gates", "run",
-           "fewshot_table"]
+           "table"]
 
 KEY = "E5_fewshot"             # the block in results.json
 N_WAY = 5
@@ -378,7 +378,7 @@ def _accuracy(s):
     return f"{100 * s['accuracy_mean']:.2f} ± {100 * s['accuracy_ci95']:.2f}"
 
 
-def fewshot_table(results):
+def table(results):
     r"""The E5 tables (Markdown) from the results: `results` is results.json (with an "E5_fewshot"
     block; "" without one) or the block itself. Query accuracy in %, mean ± 95% interval half-width."""
     block = results.get(KEY, results)

@@ -149,7 +149,7 @@ def _save(path, panels):
     plt.close(fig)
 
 
-def e6_table(results):
+def table(results):
     """The E6 table (Markdown) from results.json, or "" without an E6 block."""
     block = results.get(KEY)
     if not block or not block["learned"]:

@@ -6,7 +6,7 @@ Meta-training keeps the φ with the lowest meta-validation score: by default the
 `metalstm train` uses; 8 tasks by default, --tasks N for the first N, --skip K to leave out the
 first K, e.g. those a run was early-stopped on, which flatter it). This prints, for the four
 tuned baselines of the setting (mnist by default) and for any learned optimizer's weights given on
-the command line, that score with the mean loss (`sum`) and with the mean log-loss (`log`)
+the command line, that score with the mean loss (`mean`) and with the mean log-loss (`log`)
 meta-loss, and the mean training loss at steps 100 and 200 on the same tasks (loss@100 is the
 score of `metalstm train --validate-on final`). So the `best` column of a training log can be read
 against the baselines, and two trained optimizers can be compared on the validation split without
@@ -25,8 +25,8 @@ from .common import BASELINES, load_tuned
 
 
 def scores(optimizer, phi, tasks, config, at_steps=(100, 200)):
-    """{"sum", "log": validation scores, "loss@t": mean training loss at step t} over `tasks`."""
-    out = {kind: validation_score(optimizer, phi, tasks, replace(config, meta_loss=kind)) for kind in ("sum", "log")}
+    """{"mean", "log": validation scores, "loss@t": mean training loss at step t} over `tasks`."""
+    out = {kind: validation_score(optimizer, phi, tasks, replace(config, meta_loss=kind)) for kind in ("mean", "log")}
     losses = numpy.array([[float(L) for L in unroll(optimizer, phi, task, optimizer.init(phi, task.theta0),
                                                      max(at_steps))[0]] for task in tasks])
     out.update({f"loss@{t}": float(losses[:, t].mean()) for t in at_steps})
@@ -70,9 +70,9 @@ def main(argv=None):
         optimizer, phi, _ = load_phi(path)
         rows.append((str(path), scores(optimizer, phi, tasks, config)))
     print(f"{args.setting}: meta-validation tasks {args.skip} .. {args.skip + args.tasks - 1}, seed {args.seed}")
-    print(f"{'optimizer':40s} {'sum':>8s} {'log':>8s} {'loss@100':>9s} {'loss@200':>9s}")
+    print(f"{'optimizer':40s} {'mean':>8s} {'log':>8s} {'loss@100':>9s} {'loss@200':>9s}")
     for label, s in rows:
-        print(f"{label:40s} {s['sum']:8.4f} {s['log']:8.4f} {s['loss@100']:9.4f} {s['loss@200']:9.4f}")
+        print(f"{label:40s} {s['mean']:8.4f} {s['log']:8.4f} {s['loss@100']:9.4f} {s['loss@200']:9.4f}")
 
 
 if __name__ == "__main__":

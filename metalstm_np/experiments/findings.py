@@ -1,0 +1,191 @@
+r"""The README's findings, written from results.json: every number in them is read from the results.
+
+`findings(results, recheck)` gives one paragraph per experiment in `results`; `recheck` is the
+results.json of the same experiments on evaluation tasks drawn with another seed (`metalstm figures
+--eval-seed S`), or None. A claim that a learned optimizer is ahead is worded by what the paired
+differences on the same tasks show (`verdict`): at least two standard errors below zero on both
+seeds, on the first only, within noise, or behind.
+"""
+from .common import number
+from .e5_fewshot import METHODS
+
+__all__ = ["verdict", "findings"]
+
+NAMES = {"sgd": "SGD", "nag": "NAG", "rmsprop": "RMSprop", "adam": "Adam"}
+
+
+def _ahead(d):
+    return d["mean"] is not None and d["se"] is not None and d["mean"] + 2 * d["se"] < 0
+
+
+def _behind(d):
+    return d["mean"] is not None and d["se"] is not None and d["mean"] - 2 * d["se"] > 0
+
+
+def paired(d):
+    """'−0.0330 ± 0.0102' from a paired difference {mean, se}."""
+    return f"{number(d['mean'], '+.4f')} ± {number(d['se'], '.4f')}"
+
+
+def verdict(d, again=None):
+    r"""How a paired difference (learned − baseline, per task) reads: d on the evaluation seed,
+    again (or None) the same difference on the re-check seed."""
+    if d["mean"] is None:
+        return "diverged"
+    if _ahead(d):
+        if again is None:
+            return "ahead by two standard errors or more (not re-checked on another seed)"
+        return ("ahead by two standard errors or more on both evaluation seeds" if _ahead(again)
+                else f"ahead by two standard errors or more on the first evaluation seed only (re-check: {paired(again)})")
+    if _behind(d):
+        return "behind by two standard errors or more"
+    return "within two standard errors (no result)"
+
+
+def _get(tree, *keys):
+    for key in keys:
+        if not isinstance(tree, dict) or key not in tree:
+            return None
+        tree = tree[key]
+    return tree
+
+
+def _steps(results, key, label="LSTM (l2l)"):
+    return [int(at[1:]) for at in results[key]["ratio_to_best_baseline"][label]]
+
+
+def _against_best(results, recheck, key, step, label="LSTM (l2l)"):
+    r = results[key]["ratio_to_best_baseline"][label][f"@{step}"]
+    again = _get(recheck, key, "ratio_to_best_baseline", label, f"@{step}", "paired_difference")
+    d = r["paired_difference"]
+    return (f"at step {step} its loss is {number(r['ratio'], '.3f')}× tuned {NAMES[r['best_baseline']]}'s "
+            f"(lower on {d['wins']} of {results[key]['runs']} tasks, paired difference {paired(d)}): "
+            f"{verdict(d, again)}")
+
+
+def _loss_paragraphs(results, recheck):
+    out = []
+    if "E1_quadratic" in results:
+        out.append("**E1, quadratics** (`figures/e1_quadratic.png`): the LSTM optimizer, "
+                   + "; ".join(_against_best(results, recheck, "E1_quadratic", t) for t in _steps(results, "E1_quadratic")) + ".")
+    if "E2_mnist" in results:
+        out.append("**E2, MNIST, 1 × 20 sigmoid** (`figures/e2_mnist.png`): the LSTM optimizer, "
+                   + "; ".join(_against_best(results, recheck, "E2_mnist", t) for t in _steps(results, "E2_mnist")) + ".")
+    titles = {"E3_mnist_40": "40 hidden units", "E3_mnist_2layers": "two hidden layers", "E3_mnist_relu": "ReLU"}
+    parts = [f"on {title}, " + "; ".join(_against_best(results, recheck, key, t) for t in _steps(results, key))
+             for key, title in titles.items() if key in results]
+    if parts:
+        out.append("**E3, the E2 optimizer on other networks** (`figures/e3_generalization.png`): "
+                   + ". ".join(p[0].upper() + p[1:] for p in parts) + ".")
+    block = results.get("E4_one_layer")
+    if block and "two_minus_one_layer" in block:
+        parts = []
+        for step, d in block["two_minus_one_layer"].items():
+            again = _get(recheck, "E4_one_layer", "two_minus_one_layer", step)
+            parts.append(f"at step {step[1:]} the two-layer optimizer's loss minus the one-layer one's is "
+                         f"{paired(d)}, lower on {d['wins']} of {block['runs']} tasks: {verdict(d, again)}")
+        out.append("**E4, one LSTM layer against two** (`figures/e4_one_layer.png`): " + "; ".join(parts) + ".")
+    return out
+
+
+def _fewshot_paragraph(results):
+    block = results.get("E5_fewshot")
+    if not block or "settings" not in block:
+        return []
+    parts = []
+    for s in block["settings"].values():
+        m = s["methods"]
+        if m["metalstm"]["status"] != "ok":
+            parts.append(f"{s['title']}: the meta-LSTM's weights are missing")
+            continue
+        mine = m["metalstm"]
+        others = {k: v for k, v in m.items() if k != "metalstm" and v["status"] == "ok"}
+        best = max(others, key=lambda k: others[k]["accuracy_mean"])
+        lo, hi = mine["accuracy_mean"] - mine["accuracy_ci95"], mine["accuracy_mean"] + mine["accuracy_ci95"]
+
+        def against(key):
+            o = others[key]
+            if lo > o["accuracy_mean"] + o["accuracy_ci95"]:
+                how = "ahead, the 95% intervals apart"
+            elif hi < o["accuracy_mean"] - o["accuracy_ci95"]:
+                how = "behind, the 95% intervals apart"
+            else:
+                how = "the 95% intervals overlap"
+            return f"{100 * o['accuracy_mean']:.2f} ± {100 * o['accuracy_ci95']:.2f} for {METHODS[key]} ({how})"
+
+        text = (f"{s['title']}: the meta-LSTM {100 * mine['accuracy_mean']:.2f} ± {100 * mine['accuracy_ci95']:.2f}% "
+                f"against {against('baseline_finetune')}")
+        if best != "baseline_finetune":
+            text += f"; the best other method is {against(best)}"
+        parts.append(text)
+    gates = []
+    for key, g in block.get("gates", {}).items():
+        if g.get("status") == "ok":
+            z = g["summary"]
+            gates.append(f"{g['title']}: mean z^f {z['z_f']['mean']:.3f}, mean z^i {z['z_i']['mean']:.3f} "
+                         f"(per-update means {z['z_i']['update_mean_min']:.2f} to {z['z_i']['update_mean_max']:.2f})")
+    text = ("**E5, few-shot rotated MNIST** (Ravi & Larochelle's table; query accuracy, mean ± 95% interval over "
+            f"{next(iter(block['settings'].values()))['episodes']} meta-test episodes): " + "; ".join(parts) + ".")
+    if gates:
+        text += " Gates (`figures/e5_gates.png`): " + "; ".join(gates) + "."
+    return [text]
+
+
+def _general_paragraph(results, recheck):
+    block = results.get("E6_general")
+    if not block or not block.get("learned"):
+        return []
+    label = block["learned"][0]
+    cells = block["cells"]
+    lower, both, first_only, behind = [], [], [], []
+    for key, cell in cells.items():
+        d = cell["learned"][label]["paired_difference"]
+        again = _get(recheck, "E6_general", "cells", key, "learned", label, "paired_difference")
+        name = f"{cell['title']} @{cell['step']}"
+        if d["mean"] is not None and d["mean"] < 0:
+            lower.append(name)
+        if _ahead(d):
+            (both if again is not None and _ahead(again) else first_only).append(name)
+        if _behind(d):
+            behind.append(name)
+    text = (f"**E6, an optimizer that generalizes** (`figures/e6_general.png`): RNNprop, meta-trained on E2's family "
+            f"alone, against the four baselines tuned anew for every family and horizon, {block['runs']} tasks per "
+            f"cell. It is lower in the mean in {len(lower)} of {len(cells)} cells; ahead by two standard errors or "
+            f"more of the paired difference on both evaluation seeds in {len(both)}"
+            + (f" ({', '.join(both)})" if both else "")
+            + (f", on the first seed only in {len(first_only)} ({', '.join(first_only)})" if first_only else "")
+            + (f"; behind by two standard errors or more in {len(behind)} ({', '.join(behind)})" if behind else "")
+            + ".")
+    ablation = block.get("ablation")
+    if ablation:
+        base = block["ablation_variants"][0]
+        parts = []
+        for variant in block["ablation_variants"][1:]:
+            worse, better = [], []
+            for key, row in ablation.items():
+                d = row[variant]["minus_all_remedies"]
+                again = _get(recheck, "E6_general", "ablation", key, variant, "minus_all_remedies")
+                name = f"{cells[key]['title']} @{cells[key]['step']}"
+                seeds = "" if again is None else (" (both seeds)" if (_behind(again) if _behind(d) else _ahead(again))
+                                                  else " (first seed only)")
+                if _behind(d):
+                    worse.append(name + seeds)
+                elif _ahead(d):
+                    better.append(name + seeds)
+            parts.append(f"{variant}: higher loss in {', '.join(worse) if worse else 'no cell'}"
+                         + (f", lower in {', '.join(better)}" if better else ""))
+        text += (f" Ablation (the recipe for fewer trajectories, each remedy removed in turn, against '{base}' on "
+                 f"the same tasks; a cell counts at two standard errors): " + "; ".join(parts) + ".")
+    return [text]
+
+
+def findings(results, recheck=None):
+    r"""The findings (Markdown paragraphs) from results.json; see the module docstring."""
+    paragraphs = _loss_paragraphs(results, recheck) + _fewshot_paragraph(results) + _general_paragraph(results, recheck)
+    seed = _get(recheck, "E1_quadratic", "eval_seed") or _get(recheck, "E6_general", "eval_seed")
+    if recheck is not None:
+        paragraphs.append(f"The claims were re-checked on evaluation tasks drawn with seed {seed} "
+                          f"(`figures/seed{seed}/results.json`); a lead that holds on one seed only is not a result.")
+    if results.get("seconds") is not None:
+        paragraphs.append(f"`metalstm figures` made these results in {results['seconds']:.0f} s.")
+    return "\n\n".join(paragraphs) + "\n"
