@@ -19,6 +19,7 @@ import shlex
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy
@@ -32,7 +33,8 @@ from .meta_train import (VALIDATE_ON, WEIGHTS, Diverged, TrainConfig, check_resu
                          meta_train)
 from .pool import PoolError, executor, run_jobs
 from .rnnprop import INPUTS as RNNPROP_INPUTS
-from .serialization import OPTIMIZERS, WeightsError, load_phi, make_optimizer, save_phi
+from .optimizers import make_optimizer, optimizer_names
+from .serialization import WeightsError, load_phi, save_phi
 from .unroll import ALIASES, KINDS
 
 __all__ = ["main"]
@@ -162,7 +164,7 @@ def optimizer_from_args(args):
     """(optimizer, φ) from --optimizer, --lr and --weights."""
     if args.weights:
         optimizer, phi, _ = load_phi(args.weights, expect=args.optimizer)
-    elif OPTIMIZERS[args.optimizer]().learned:
+    elif make_optimizer(args.optimizer).learned:
         raise UsageError(f"--optimizer {args.optimizer} is learned: give its weights with --weights FILE.npz")
     else:
         optimizer = make_optimizer(args.optimizer)
@@ -257,9 +259,6 @@ def _train_config(args, **overrides):
 
 def run_training(args, optimizer, family, validation, config, **meta_train_options):
     """meta_train into --out with a progress bar and a log; refuses to overwrite a checkpoint."""
-    if config.trajectories % config.validate_every:
-        raise UsageError(f"--trajectories {config.trajectories} is not a multiple of --validate-every "
-                         f"{config.validate_every}: the last trajectories would never be validated")
     if config.seed in (EVAL_SEED, TUNE_SEED):
         raise UsageError(f"--seed {config.seed} draws the evaluation or tuning tasks; train with another")
     out = _writable_folder(args.out)
@@ -429,13 +428,14 @@ def cmd_train(args):
 def cmd_fewshot_train(args):
     """Ravi & Larochelle's setting: T steps on the support set, meta-loss on the query set at θ^T,
     learned θ^0, early stopping on meta-validation accuracy."""
-    from . import fewshot
+    from . import fewshot, fewshot_baselines
     if len(args.lstm_hidden) != 1:
         raise UsageError(f"--lstm-hidden takes one size (the meta-LSTM's first layer), got "
                          f"{','.join(map(str, args.lstm_hidden))}")
     steps = args.steps or (12 if args.shots == 1 else 8)
-    family = fewshot.Episodes(n_way=args.ways, k_shot=args.shots, split="train")
-    validation = fewshot.Episodes(n_way=args.ways, k_shot=args.shots, split="validation")
+    benchmark = fewshot.BENCHMARKS[args.benchmark]
+    family = fewshot.Episodes(n_way=args.ways, k_shot=args.shots, split="train", **benchmark)
+    validation = fewshot.Episodes(n_way=args.ways, k_shot=args.shots, split="validation", **benchmark)
     config = _train_config(args, horizon=steps, unroll=steps, meta_loss="heldout", validate_on="meta-loss",
                            weights="uniform", validation_horizon=None)
     learn = not args.fixed_theta0
@@ -462,7 +462,7 @@ def cmd_fewshot_train(args):
                              "meta-LSTM: it needs --theta0-from and --optimizer metalstm")
         frozen = ("c_0",)
     run_training(args, optimizer, family, validation, config, phi=phi, frozen=frozen,
-                 score=fewshot.validation_error)
+                 score=fewshot_baselines.validation_error)
 
 
 def cmd_fewshot_pretrain(args):
@@ -477,7 +477,7 @@ def cmd_fewshot_pretrain(args):
         raise UsageError(f"--out {out} exists; not overwriting it")
     _writable_file(args.out)
     learner = fewshot.Episodes(n_way=args.ways)
-    features = e5_fewshot._features(e5_fewshot.FULL.pretrain_steps)
+    features = e5_fewshot._features(e5_fewshot.FULL.pretrain_steps, args.benchmark)
     n_out = learner.n_params - len(features)
     optimizer = make_optimizer("gd_lstm", z_f=1.0, z_i=args.eta, learn_theta0=True, n_params=learner.n_params)
     phi = {"z_f": 1.0, "z_i": args.eta, "c_0": numpy.concatenate([features, numpy.zeros(n_out)])}
@@ -511,8 +511,9 @@ def cmd_fewshot_evaluate(args):
     out = _writable_folder(args.out if args.out is not None else ("figures/quick" if args.quick else "figures"))
     start = time.perf_counter()
     ctx = Context(out=out, quick=args.quick, weights=weights)
+    protocol = replace(e5_fewshot.QUICK if args.quick else e5_fewshot.FULL, benchmark=args.benchmark)
     with _pool(args, default=2) as pool, _bar(None, "E5 runs", "run") as bar:
-        results = {"quick": args.quick, **e5_fewshot.run(ctx, pool=pool, progress=bar)}
+        results = {"quick": args.quick, **e5_fewshot.run(ctx, protocol, pool=pool, progress=bar)}
     results["seconds"] = {"e5": round(time.perf_counter() - start, 1)}
     (out / "fewshot_results.json").write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     print(e5_fewshot.table(results))
@@ -630,6 +631,14 @@ def add_training_arguments(parser, defaults, what="tasks"):
                                   "same, bit for bit, for any number")
 
 
+def _benchmark_argument(parser):
+    from .experiments.e5_fewshot import FULL
+    from .fewshot import BENCHMARKS
+    parser.add_argument("--benchmark", choices=list(BENCHMARKS), default=FULL.benchmark,
+                        help=f"the episodes' classes: each digit turned by multiples of 90° (rot90: 16 "
+                             f"meta-train classes) or of 22.5° (rot22.5: 64); default {FULL.benchmark}, E5's")
+
+
 def add_pool_arguments(parser, default, what="the runs"):
     """--workers W (a local pool) or --scheduler ADDRESS (a Dask cluster): what runs `what`."""
     parser.add_argument("--workers", type=_workers, default=None,
@@ -667,7 +676,7 @@ def build_parser():
 
     ev = sub.add_parser("evaluate", help="run one optimizer on fresh tasks and print its losses")
     add_task_arguments(ev)
-    ev.add_argument("--optimizer", choices=sorted(OPTIMIZERS), required=True)
+    ev.add_argument("--optimizer", choices=optimizer_names(), required=True)
     ev.add_argument("--lr", type=_positive_float, default=None,
                     help="learning rate of a hand-designed optimizer (z^i for gd_lstm)")
     ev.add_argument("--weights", default=None, help="FILE.npz with φ of a learned optimizer")
@@ -723,6 +732,7 @@ def build_parser():
     fs_sub = fs.add_subparsers(dest="fewshot_command", required=True, parser_class=_Parser)
     ft = fs_sub.add_parser("train", help="meta-train the meta-LSTM (or learned θ^0 with fixed gates)")
     ft.add_argument("--optimizer", choices=["metalstm", "gd_lstm"], default="metalstm")
+    _benchmark_argument(ft)
     ft.add_argument("--ways", type=_width, default=5)
     ft.add_argument("--shots", type=_tasks, default=1)
     ft.add_argument("--steps", type=_steps, default=None,
@@ -740,6 +750,7 @@ def build_parser():
     ft.set_defaults(run=cmd_fewshot_train)
     fp = fs_sub.add_parser("pretrain", help="Baseline-finetune's pre-trained θ^0 as a weights file (for --theta0-from)")
     fp.add_argument("--ways", type=_width, default=5)
+    _benchmark_argument(fp)
     fp.add_argument("--eta", type=_gate, default=0.3, help="the step of its fixed gates z^i (0.3)")
     fp.add_argument("--out", required=True, help="FILE.npz to write")
     fp.set_defaults(run=cmd_fewshot_pretrain)
@@ -747,6 +758,7 @@ def build_parser():
     fe.add_argument("--quick", action="store_true", help="20 episodes, short tuning: a smoke test")
     fe.add_argument("--out", default=None, help="output folder (figures/, or figures/quick/ with --quick)")
     fe.add_argument("--weights", default=None, help="folder of the weights files (default: the shipped ones)")
+    _benchmark_argument(fe)
     add_pool_arguments(fe, 2)
     fe.set_defaults(run=cmd_fewshot_evaluate)
 

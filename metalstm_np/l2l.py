@@ -19,7 +19,7 @@ gradient on the quadratics (with output scale 1). We follow the paper by default
 """
 
 from .lstm import init_lstm_stack, lstm_stack, lstm_stack_zero_state
-from .optimizers import Optimizer, params
+from .optimizers import Optimizer, params, register
 from .preprocess import log_and_sign
 
 __all__ = ["l2l", "PREPROCESS"]
@@ -28,6 +28,7 @@ __all__ = ["l2l", "PREPROCESS"]
 PREPROCESS = {"log_sign": 2, "raw": 1}    # the LSTM's input: name -> features per coordinate
 
 
+@register("l2l")
 def l2l(hidden=(20, 20), p=10.0, output_scale=0.1, dtype="float64", preprocess="log_sign"):
     r"""The Andrychowicz et al. (2016) optimizer as an Optimizer; φ = {"lstm1", "lstm2", "w_out", "b_out"}.
 

@@ -13,21 +13,16 @@ For an input x^t of shape (n, D) and a state (h^{t-1}, c^{t-1}) of shape (n, H) 
 k-th parameter, so the same cell runs on learners of any size (Andrychowicz et al. 2016, sec. 2.1).
 The matrices act on the right (x @ W), so W has shape (D + H, H).
 
-Why four matrices and not one fused (D + H, 4H) matrix sliced into gates: under autograd the
-backward pass of each slice allocates a full (n, 4H) array of zeros, and the fused form measured
-slower (see benchmarks/bench_unroll.py and the README). σ and tanh are autograd primitives whose
-derivatives are written once in terms of their outputs, σ' = σ(1 − σ) and tanh' = 1 − tanh²,
-rather than left to autograd (which would differentiate 1 / (1 + exp(−x)) as three operations and
-tanh through 1 / cosh(x)², a transcendental function more). σ is computed as (1 + tanh(x/2)) / 2,
-the same function, because numpy's float32 tanh is vectorised and scipy's expit is not: on the
-cell's float32 arrays this σ is about four times as fast as expit; in float64 the difference
-varies from run to run (benchmarks/bench_unroll.py, part 3). The learned optimizers run in
-float32. The two agree to within one rounding of 1 (2.2e-16 in float64); far out in the tails
-(x < −37 in float64, x < −17 in float32) this σ rounds to exactly 0 where expit returns a tiny
-positive number.
+Four matrices, not one fused (D + H, 4H) matrix sliced into gates, and σ and tanh as autograd
+primitives whose derivatives are written in terms of their outputs, σ' = σ(1 − σ) and
+tanh' = 1 − tanh², rather than left to autograd: the forms that differentiated fastest
+(benchmarks/README.md has the measurements). σ is computed as (1 + tanh(x/2)) / 2, the same
+function as 1 / (1 + e^{−x}) to within one rounding of 1, because numpy's float32 tanh is
+vectorised; far out in the tails (x < −37 in float64, x < −17 in float32) it rounds to exactly 0
+where scipy's expit returns a tiny positive number.
 
-The weights may be float32 (the learned optimizers' `dtype` option): the cell then runs in float32,
-about twice as fast; the gradient checks use float64.
+The weights may be float32 (the learned optimizers' `dtype` option): the cell then runs in float32;
+the gradient checks use float64.
 """
 import autograd.numpy as np
 import numpy

@@ -32,7 +32,7 @@ with the same function, `cell_state_update`.
 import autograd.numpy as np
 
 from .lstm import lstm_cell, lstm_zero_state, sigmoid
-from .optimizers import Optimizer, params
+from .optimizers import Optimizer, params, register
 from .preprocess import log_and_sign
 
 __all__ = ["cell_state_update", "meta_lstm", "init_phi_with_step", "gradient_descent_lstm"]
@@ -40,7 +40,7 @@ __all__ = ["cell_state_update", "meta_lstm", "init_phi_with_step", "gradient_des
 
 def cell_state_update(theta, grad, z_f, z_i):
     r"""θ_t = z^f ⊙ θ_{t−1} + z^i ⊙ (−∇_t)   (Ravi & Larochelle 2017, eq. 2, with c_t = θ_t, c̃_t = −∇_t)."""
-    return z_f * theta + z_i * (-grad)
+    return z_f * theta + z_i * (-grad)                                                 # eq. 2
 
 
 def _check_theta0(phi, theta0):
@@ -49,6 +49,7 @@ def _check_theta0(phi, theta0):
                          f"{np.shape(theta0)} parameters")
 
 
+@register("metalstm")
 def meta_lstm(hidden=20, p=10.0, learn_theta0=False, n_params=None, theta0_init=None,
               dtype="float64"):
     r"""The Ravi & Larochelle (2017) meta-learner as an Optimizer.
@@ -87,9 +88,9 @@ def meta_lstm(hidden=20, p=10.0, learn_theta0=False, n_params=None, theta0_init=
         h, c = lstm_cell(phi["lstm1"], inputs.astype(dtype), state["h"], state["c"])  # (n, H)
         column = lambda v: v[:, None].astype(dtype)
         z_f = sigmoid(np.concatenate([h, column(theta), column(state["z_f"])], axis=1) @ phi["W_F"]
-                      + phi["b_F"])                                                   # (n,)
+                      + phi["b_F"])                                                   # eq. 4; (n,)
         z_i = sigmoid(np.concatenate([h, column(theta), column(state["z_i"])], axis=1) @ phi["W_I"]
-                      + phi["b_I"])                                                   # (n,)
+                      + phi["b_I"])                                                   # eq. 3; (n,)
         # θ is float64 whatever the LSTM's dtype: cast the gates explicitly so that autograd casts
         # their gradients back and the LSTM's backward pass stays in dtype.
         theta_t = cell_state_update(theta, grad, z_f.astype(theta.dtype), z_i.astype(theta.dtype))
@@ -117,6 +118,7 @@ def init_phi_with_step(optimizer, rng, eta):
     return {**phi, "b_I": np.array(np.log(eta / (1.0 - eta)), dtype=np.asarray(phi["b_I"]).dtype)}
 
 
+@register("gd_lstm")
 def gradient_descent_lstm(z_f=1.0, z_i=0.1, learn_theta0=False, n_params=None):
     r"""The meta-LSTM's cell with its gates fixed by hand: θ_t = z^f ⊙ θ_{t−1} + z^i ⊙ (−∇_t).
 

@@ -21,8 +21,9 @@ tasks and the best φ so far is kept: early stopping on a validation set, as in 
 With `validation_horizon` the validation runs are longer (or shorter) than the training horizon:
 the unroll-length curriculum of Chen et al. 2020 ("Training stronger baselines for learning to
 optimize") trains on one horizon and chooses φ on the next, longer one, then trains on that.
-`trajectories` and `validate_every` count tasks and are multiples of B; make `trajectories` a
-multiple of `validate_every` too, or the last ones are never validated.
+`trajectories` and `validate_every` count tasks and are multiples of B, and `trajectories` is a
+multiple of `validate_every` (TrainConfig refuses other values: the last trajectories would never
+be validated).
 
 The meta-loss weighs the steps of the horizon with `weights`: "uniform" (w_t = 1/T, the mean; the
 paper's w_t = 1 up to scale) or "linear" (w_t = 2t / (T(T + 1)), t = 1..T: the same total, shifted
@@ -42,11 +43,20 @@ validation scores, and the config (B included: a run is resumed with the B it wa
 NaN or inf in a meta-loss or meta-gradient stops the run with a `Diverged` naming the trajectory
 and piece, and a worker process that dies stops it with a `WorkerLost` (pool.py); the checkpoint
 on disk is then still the last good one.
+
+The code reads in the same order. `meta_train` is the loop over meta-updates, with a checkpoint
+after each; `_start` gives the state it begins from (a `_Run`: Adam's state on φ, the best φ, the
+histories, the trajectory counter), fresh from the config and seed or the checkpoint's, checked by
+`check_resume`; `_meta_update` is one meta-update (its pieces through `run_jobs`, `_task_mean`,
+`_clipped`, the Adam step); `_validate_and_keep_best` scores φ and keeps the best. φ is always
+scored by `_validate` with an `evaluation.Score`: `validation_score`, whose per-task value
+(`_task_validation_score`) is the one place `validate_on` is read, unless meta_train is given
+another (`score=`, e.g. few-shot accuracy).
 """
 import functools
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -115,6 +125,9 @@ class TrainConfig:
         if self.meta_loss == "heldout" and self.horizon != self.unroll:
             raise ValueError(f"the held-out meta-loss is taken at θ_T once per trajectory: horizon "
                              f"({self.horizon}) must equal unroll ({self.unroll})")
+        if self.trajectories % self.validate_every:
+            raise ValueError(f"trajectories ({self.trajectories}) is not a multiple of validate_every "
+                             f"({self.validate_every}): the last trajectories would never be validated")
 
 
 class Diverged(RuntimeError):
@@ -161,12 +174,13 @@ def draw_validation_tasks(family, seed, count):
     return [family.sample(numpy.random.default_rng([seed, 2, j])) for j in range(count)]
 
 
-def _checkpoint_arrays(phi_adam, best, history, config, trajectory, family):
-    arrays = {f"adam/{k}": numpy.asarray(v) for k, v in phi_adam.items()}
-    arrays.update({f"best/{k}": numpy.asarray(v) for k, v in best.items() if k != "phi"})
-    arrays["best_phi"] = best["phi"]
-    arrays.update({f"history/{k}": numpy.asarray(v, dtype=float) for k, v in history.items()})
-    arrays["trajectory"] = numpy.asarray(trajectory)
+def _checkpoint_arrays(run, config, family):
+    """The checkpoint's arrays besides φ: the run's state (a _Run), its config and its family."""
+    arrays = {f"adam/{k}": numpy.asarray(v) for k, v in run.adam.items()}
+    arrays.update({f"best/{k}": numpy.asarray(v) for k, v in run.best.items() if k != "phi"})
+    arrays["best_phi"] = run.best["phi"]
+    arrays.update({f"history/{k}": numpy.asarray(v, dtype=float) for k, v in run.history.items()})
+    arrays["trajectory"] = numpy.asarray(run.trajectory)
     arrays["train_config"] = numpy.array(json.dumps(asdict(config)))
     arrays["family"] = numpy.array(repr(family))
     return arrays
@@ -273,6 +287,10 @@ def _run_validation(job):
 
 
 def _validate(pool, score, optimizer, family, config, phi):
+    """φ's validation score: score.per_task on each of the fixed validation tasks (run_jobs), and
+    score.summary of the values in task order. It is what score(optimizer, φ, draw_validation_tasks(
+    family, config.seed, config.validation_tasks), config) computes here, with the tasks drawn where
+    they are scored; the one way meta_train scores φ, with `validation_score` or the score it is given."""
     jobs = [_Validation(optimizer, family, config, j, phi, score.per_task)
             for j in range(config.validation_tasks)]
     return score.summary(run_jobs(pool, _run_validation, jobs))
@@ -292,9 +310,98 @@ def check_resume(checkpoint, optimizer, family, config):
         raise ValueError(f"{checkpoint}: checkpoint was made with {saved['config'].tasks_per_update} "
                          f"tasks per update, not {config.tasks_per_update}: resuming with another "
                          f"number would not continue the same run")
-    if replace(saved["config"], trajectories=config.trajectories) != config:  # may extend a run
+    # field by field, not by replace(): the saved config with this run's trajectories (it may extend
+    # the run) need not be a valid TrainConfig (another validate_every), and the error is this one
+    if {**asdict(saved["config"]), "trajectories": config.trajectories} != asdict(config):
         raise ValueError(f"{checkpoint}: checkpoint was made with {saved['config']}, not {config}")
     return phi, saved
+
+
+# ------------------------------------------------------------------------------------- the run
+
+@dataclass
+class _Run:
+    """What a run carries from one meta-update to the next: its checkpoint's state besides φ."""
+
+    adam: dict              # Adam's state on the flat φ: theta (φ itself), m, v, t
+    best: Optional[dict]    # the best φ so far (flat), its validation score and trajectory
+    history: dict           # meta_loss (one per trajectory), validation_trajectory, validation
+    trajectory: int         # trajectories done
+
+
+def _start(optimizer, family, config, checkpoint, resume, phi, validate, best_path):
+    """(the run's state before its next meta-update, the map from flat φ back to φ). resume: the
+    checkpoint's state, checked by `check_resume`. Otherwise a fresh one: φ as given or
+    optimizer.init_phi(default_rng([seed, 0])), Adam's initial state on it, no meta-losses yet, and
+    φ's validation score (`validate`): the first best φ, at trajectory 0."""
+    if resume:
+        phi, saved = check_resume(checkpoint, optimizer, family, config)
+        return _Run(saved["adam"], saved["best"], saved["history"], saved["trajectory"]), flatten(phi)[1]
+    if phi is None:
+        phi = optimizer.init_phi(numpy.random.default_rng([config.seed, 0]))
+    flat_phi, unflatten = flatten(phi)
+    run = _Run(adam=adam.init(None, flat_phi), best=None, trajectory=0,
+               history={"meta_loss": [], "validation_trajectory": [], "validation": []})
+    _validate_and_keep_best(run, phi, flat_phi, validate, optimizer, best_path)
+    return run, unflatten
+
+
+def _meta_update(adam_state, indices, optimizer, family, config, unflatten, frozen, pool, kept):
+    """One meta-update on the trajectories `indices` (B fresh tasks), piece by piece of truncated
+    BPTT: the B unrolls of the piece from where their previous pieces ended (run_jobs), the mean of
+    their meta-gradients, clipped, and one Adam step on φ. Returns (Adam's state, each trajectory's
+    meta-loss: the mean of its pieces'). `kept` ends the message of a Diverged or WorkerLost."""
+    adam_phi = {**adam.init_phi(), "lr": config.meta_lr}
+    states, piece_losses = [None] * len(indices), [[] for _ in indices]
+    for piece in range(config.horizon // config.unroll):
+        phi = unflatten(adam.params(adam_state))
+        jobs = [_Piece(optimizer, family, config, i, piece, phi, state, tuple(frozen))
+                for i, state in zip(indices, states)]
+        try:
+            results = run_jobs(pool, _run_piece, jobs)
+        except WorkerLost as e:
+            raise WorkerLost(f"{e} during trajectory {indices[0]}"
+                             + (f"..{indices[-1]}" if len(indices) > 1 else "") + f"; {kept}") from None
+        value, g = _task_mean(results, indices, piece, kept)
+        with numpy.errstate(all="ignore"):
+            adam_state = adam.update(adam_phi, adam_state, _clipped(g, config.clip), value)
+        states = [state for _, _, state in results]
+        for losses, (task_value, _, _) in zip(piece_losses, results):
+            losses.append(float(task_value))
+    return adam_state, [float(numpy.mean(losses)) for losses in piece_losses]
+
+
+def _task_mean(results, indices, piece, kept):
+    """(mean meta-loss, mean meta-gradient) of one piece's results, summed in task order (the same
+    sum, bit for bit, however many workers computed them); a non-finite one raises Diverged."""
+    for i, (value, g, _) in zip(indices, results):
+        if not (numpy.isfinite(value) and numpy.all(numpy.isfinite(g))):
+            raise Diverged(f"non-finite meta-{'loss' if not numpy.isfinite(value) else 'gradient'} "
+                           f"at trajectory {i}, piece {piece} (meta-loss {value}); {kept}")
+    value, g = results[0][0], results[0][1]
+    for other_value, other_g, _ in results[1:]:
+        value, g = value + other_value, g + other_g
+    return value / len(results), g / len(results)
+
+
+def _clipped(g, clip):
+    """g · min(1, clip / ||g||): global gradient-norm clipping (g = 0 stays as it is)."""
+    norm = numpy.sqrt(numpy.dot(g, g))
+    return g * min(1.0, clip / norm) if norm > 0 else g
+
+
+def _validate_and_keep_best(run, phi, flat_phi, validate, optimizer, best_path):
+    """Score φ (flat: flat_phi) after run.trajectory trajectories with `validate`, add the score to
+    the history, and keep φ as the best (also as the weights file best_path) if it scores lower than
+    the best so far, as the first score does. Returns the score."""
+    value = validate(phi)
+    run.history["validation_trajectory"].append(run.trajectory)
+    run.history["validation"].append(value)
+    if run.best is None or value < run.best["validation"]:
+        run.best = {"phi": flat_phi, "validation": value, "trajectory": run.trajectory}
+        if best_path:
+            save_phi(best_path, optimizer, phi)
+    return value
 
 
 def meta_train(optimizer, family, validation_family, config, checkpoint, resume=False,
@@ -315,76 +422,30 @@ def meta_train(optimizer, family, validation_family, config, checkpoint, resume=
     The result does not depend on it.
     """
     checkpoint = Path(checkpoint)
-    if resume:
-        phi, saved = check_resume(checkpoint, optimizer, family, config)
-        flat_phi, unflatten = flatten(phi)
-        adam_state, best, history, start = saved["adam"], saved["best"], saved["history"], saved["trajectory"]
-    else:
-        if phi is None:
-            phi = optimizer.init_phi(numpy.random.default_rng([config.seed, 0]))
-        flat_phi, unflatten = flatten(phi)
-        adam_state = adam.init(None, flat_phi)
-        history = {"meta_loss": [], "validation_trajectory": [], "validation": []}
-        value = _validate(pool, score, optimizer, validation_family, config, phi)
-        best = {"phi": flat_phi, "validation": value, "trajectory": 0}
-        if best_path:
-            save_phi(best_path, optimizer, phi)
-        history["validation_trajectory"].append(0)
-        history["validation"].append(value)
-        start = 0
-    adam_phi = {**adam.init_phi(), "lr": config.meta_lr}
+    validate = functools.partial(_validate, pool, score, optimizer, validation_family, config)
+    run, unflatten = _start(optimizer, family, config, checkpoint, resume, phi, validate, best_path)
     B = config.tasks_per_update
-
-    for first in range(start, config.trajectories, B):    # one meta-update: trajectories first..first+B-1
+    for first in range(run.trajectory, config.trajectories, B):    # one meta-update: first..first+B-1
         t_start = time.perf_counter()
         kept = (f"{checkpoint} holds the last good state (trajectory {first})" if first > 0
                 else "no checkpoint had been written yet")
-        indices = range(first, first + B)
-        states, piece_losses = [None] * B, [[] for _ in indices]
-        for piece in range(config.horizon // config.unroll):
-            phi = unflatten(adam.params(adam_state))
-            jobs = [_Piece(optimizer, family, config, i, piece, phi, states[b], tuple(frozen))
-                    for b, i in enumerate(indices)]
-            try:
-                results = run_jobs(pool, _run_piece, jobs)
-            except WorkerLost as e:
-                raise WorkerLost(f"{e} during trajectory {first}"
-                                 + (f"..{first + B - 1}" if B > 1 else "") + f"; {kept}") from None
-            for i, (value, g, _) in zip(indices, results):
-                if not (numpy.isfinite(value) and numpy.all(numpy.isfinite(g))):
-                    raise Diverged(f"non-finite meta-{'loss' if not numpy.isfinite(value) else 'gradient'} "
-                                   f"at trajectory {i}, piece {piece} (meta-loss {value}); {kept}")
-            value, g = results[0][0], results[0][1]
-            for other_value, other_g, _ in results[1:]:          # summed in task order
-                value, g = value + other_value, g + other_g
-            value, g = value / B, g / B
-            with numpy.errstate(all="ignore"):
-                norm = numpy.sqrt(numpy.dot(g, g))
-                g = g * min(1.0, config.clip / norm) if norm > 0 else g
-                adam_state = adam.update(adam_phi, adam_state, g, value)
-            states = [state for _, _, state in results]
-            for losses, (task_value, _, _) in zip(piece_losses, results):
-                losses.append(float(task_value))
-        history["meta_loss"] += [float(numpy.mean(losses)) for losses in piece_losses]
-        done = first + B
+        run.adam, losses = _meta_update(run.adam, range(first, first + B), optimizer, family, config,
+                                        unflatten, frozen, pool, kept)
+        run.history["meta_loss"] += losses
+        run.trajectory = first + B
         validation = None
-        if done % config.validate_every == 0:    # not also at the end: a run extended later
+        if run.trajectory % config.validate_every == 0:    # not also at the end: a run extended later
             # must validate where an uninterrupted one does
-            flat = adam.params(adam_state)
+            flat = adam.params(run.adam)
             try:
-                validation = _validate(pool, score, optimizer, validation_family, config, unflatten(flat))
+                validation = _validate_and_keep_best(run, unflatten(flat), flat, validate, optimizer,
+                                                     best_path)
             except WorkerLost as e:
-                raise WorkerLost(f"{e} while validating after trajectory {done}; {kept}") from None
-            history["validation_trajectory"].append(done)
-            history["validation"].append(validation)
-            if validation < best["validation"]:
-                best = {"phi": flat, "validation": validation, "trajectory": done}
-                if best_path:
-                    save_phi(best_path, optimizer, unflatten(flat))
-        save_phi(checkpoint, optimizer, unflatten(adam.params(adam_state)),
-                 extra=_checkpoint_arrays(adam_state, best, history, config, done, family))
+                raise WorkerLost(f"{e} while validating after trajectory {run.trajectory}; {kept}") from None
+        save_phi(checkpoint, optimizer, unflatten(adam.params(run.adam)),
+                 extra=_checkpoint_arrays(run, config, family))
         if callback:
-            callback({"trajectory": done, "meta_loss": float(numpy.mean(history["meta_loss"][-B:])),
-                      "validation": validation, "best_validation": float(best["validation"]),
+            callback({"trajectory": run.trajectory, "meta_loss": float(numpy.mean(losses)),
+                      "validation": validation, "best_validation": float(run.best["validation"]),
                       "seconds": time.perf_counter() - t_start})
-    return unflatten(best["phi"]), history
+    return unflatten(run.best["phi"]), run.history

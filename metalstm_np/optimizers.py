@@ -14,6 +14,15 @@ next gradient is taken), so `params` is the same function for all. Nothing ever 
 on an optimizer's name: the unroll (unroll.py), meta-training and the CLI see only this interface.
 (google/learned_optimization calls our φ `theta`; we keep θ for the learner.)
 
+Invariant: params(init(φ, θ^0)) == θ^0 — an optimizer starts where the learner's θ^0 is — unless
+φ holds a learned θ^0 (the meta-LSTM's c_0), which then replaces it.
+
+Every optimizer is made the same way, by its registry name: make_optimizer(name, **config) calls
+the factory registered under that name (`register`), with the config of its architecture; the
+hand-designed ones, whose hyperparameters are φ, take no config. The learned optimizers' modules
+(l2l, meta_lstm, rnnprop) register theirs when imported. A weights file stores the name and the
+config (serialization.py), and a pickled Optimizer is the pair too.
+
 Hand-designed optimizers in this module take φ = a dict of their hyperparameters, all floats.
 """
 from dataclasses import dataclass, field
@@ -21,7 +30,8 @@ from typing import Callable
 
 import autograd.numpy as np
 
-__all__ = ["Optimizer", "params", "sgd", "momentum", "nag", "rmsprop", "adam", "HAND_DESIGNED"]
+__all__ = ["Optimizer", "REGISTRY", "register", "make_optimizer", "optimizer_names", "params", "sgd", "momentum",
+           "nag", "rmsprop", "adam", "HAND_DESIGNED"]
 
 
 @dataclass(frozen=True)
@@ -43,8 +53,36 @@ class Optimizer:
 
 
 def _registered(name, config):
-    from .serialization import make_optimizer    # the registry, which imports this module
     return make_optimizer(name, **config)
+
+
+REGISTRY = {}        # registry name -> factory(**config) -> Optimizer
+
+
+def register(name):
+    """Decorator: register `factory(**config) -> Optimizer` under `name` (as on the command line)."""
+    def add(factory):
+        REGISTRY[name] = factory
+        return factory
+    return add
+
+
+def _load_learned():
+    from . import l2l, meta_lstm, rnnprop  # noqa: F401  (each module registers its optimizers)
+
+
+def make_optimizer(name, **config):
+    """The Optimizer registered under `name`, built with `config` (learned optimizers only)."""
+    _load_learned()
+    if name not in REGISTRY:
+        raise ValueError(f"unknown optimizer {name!r}; expected one of {sorted(REGISTRY)}")
+    return REGISTRY[name](**config)
+
+
+def optimizer_names():
+    """Every registered name, sorted."""
+    _load_learned()
+    return sorted(REGISTRY)
 
 
 def params(state):
@@ -53,8 +91,15 @@ def params(state):
 
 
 def _hand_designed(name, defaults, init, update):
-    return Optimizer(name=name, init_phi=lambda rng=None: dict(defaults), init=init,
-                     update=update, params=params)
+    """The optimizer, registered under `name` with a factory that takes no config."""
+    opt = Optimizer(name=name, init_phi=lambda rng=None: dict(defaults), init=init, update=update, params=params)
+
+    @register(name)
+    def factory(**config):
+        if config:
+            raise ValueError(f"{name} has no architecture config (its hyperparameters are φ); got {config}")
+        return opt
+    return opt
 
 
 def _sgd_update(phi, state, grad, loss):

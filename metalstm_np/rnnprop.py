@@ -32,7 +32,7 @@ meta-training only.
 import autograd.numpy as np
 
 from .lstm import init_lstm_stack, lstm_stack, lstm_stack_zero_state
-from .optimizers import Optimizer, params
+from .optimizers import Optimizer, params, register
 from .preprocess import log_and_sign
 
 __all__ = ["rnnprop", "moment_features", "bounded_step", "elu", "INPUTS"]
@@ -60,6 +60,7 @@ def bounded_step(a, step, bounded=True):
     return step * np.tanh(a) if bounded else step * a
 
 
+@register("rnnprop")
 def rnnprop(hidden=(20, 20), dense=20, step=0.1, beta1=0.95, beta2=0.95, eps=1e-8,
             inputs="moments", bounded=True, p=10.0, dtype="float32"):
     r"""RNNprop as an Optimizer; φ = {"w_in", "b_in", "lstm1", "lstm2", "w_out", "b_out"}.

@@ -1,4 +1,4 @@
-r"""Saving and loading φ, and the registry that turns a saved optimizer back into an Optimizer.
+r"""Saving and loading φ; a saved optimizer is rebuilt by its registry name (optimizers.make_optimizer).
 
 A weights file is an .npz holding φ's arrays under their paths in the nested dict ("lstm1/W_f"),
 plus two strings: "__optimizer__", the registry name, and "__config__", the JSON of the
@@ -14,27 +14,13 @@ from pathlib import Path
 
 import numpy
 
-from .l2l import l2l
-from .meta_lstm import gradient_descent_lstm, meta_lstm
-from .optimizers import HAND_DESIGNED
-from .rnnprop import rnnprop
+from .optimizers import make_optimizer, optimizer_names
 
-__all__ = ["OPTIMIZERS", "make_optimizer", "save_phi", "load_phi", "check_config", "WeightsError",
+__all__ = ["save_phi", "load_phi", "check_config", "WeightsError",
            "atomic_write", "flatten_tree", "unflatten_tree"]
-
-OPTIMIZERS = {**{name: (lambda opt=opt: opt) for name, opt in HAND_DESIGNED.items()},
-              "l2l": l2l, "metalstm": meta_lstm, "gd_lstm": gradient_descent_lstm, "rnnprop": rnnprop}
-
 
 class WeightsError(ValueError):
     """A weights file that is missing, malformed, or made for another optimizer."""
-
-
-def make_optimizer(name, **config):
-    """The Optimizer registered under `name`, built with `config` (learned optimizers only)."""
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; expected one of {sorted(OPTIMIZERS)}")
-    return OPTIMIZERS[name](**config)
 
 
 def flatten_tree(tree, prefix=""):
@@ -202,9 +188,9 @@ def load_phi(path, expect=None):
         with numpy.load(path, allow_pickle=False) as npz:
             name = str(npz["__optimizer__"])
             config_text = str(npz["__config__"])
-            if name not in OPTIMIZERS:
+            if name not in optimizer_names():
                 raise WeightsError(f"{path}: names an unknown optimizer {name!r}; expected one of "
-                                   f"{sorted(OPTIMIZERS)}")
+                                   f"{optimizer_names()}")
             if expect is not None and name != expect:
                 raise WeightsError(f"{path}: holds weights for optimizer {name!r}, not {expect!r}")
             try:

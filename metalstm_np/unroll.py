@@ -98,10 +98,10 @@ def meta_loss(optimizer, phi, task, state=None, steps=20, t0=0, kind="mean", wei
         state = optimizer.init(phi, task.theta0)
     losses, state = unroll(optimizer, phi, task, state, steps, t0, second_order)
     if kind == "heldout":
-        return task.heldout_loss(optimizer.params(state)), state
+        return task.heldout_loss(optimizer.params(state)), state                # Ravi & Larochelle
     if kind == "log":
         return sum(w_t * np.log(L) for w_t, L in zip(w, losses[1:])), state
-    return sum(w_t * L for w_t, L in zip(w, losses[1:])), state
+    return sum(w_t * L for w_t, L in zip(w, losses[1:])), state                    # Andrychowicz, eq. 3
 
 
 def meta_value_and_grad(optimizer, phi, task, state=None, steps=20, t0=0, kind="mean",

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from metalstm_np import data
 from metalstm_np.cli import main
 from metalstm_np.meta_train import load_checkpoint
-from metalstm_np.serialization import WeightsError, load_phi, make_optimizer, save_phi
+from metalstm_np.optimizers import make_optimizer
+from metalstm_np.serialization import WeightsError, load_phi, save_phi
 
 TINY_TRAIN = ["train", "--task", "quadratic", "--lstm-hidden", "4", "--trajectories", "2", "--horizon", "2",
               "--unroll", "2", "--validate-every", "1", "--validation-tasks", "1"]

@@ -9,7 +9,8 @@ import pytest
 
 from metalstm_np.cli import main
 from metalstm_np.meta_train import load_checkpoint
-from metalstm_np.serialization import load_phi, make_optimizer, save_phi
+from metalstm_np.optimizers import make_optimizer
+from metalstm_np.serialization import load_phi, save_phi
 
 SMALL_MLP = ["--task", "mlp", "--hidden", "5", "--steps", "3", "--runs", "2"]
 
@@ -220,7 +221,7 @@ def test_fewshot_train_theta0_from_starts_the_learned_theta0_there(capsys, tmp_p
 @pytest.mark.parametrize("extra, message", [
     (["--seed", "1000"], "--seed 1000 draws the evaluation or tuning tasks"),
     (["--seed", "-3"], "expected a non-negative integer seed, got '-3'"),
-    (["--trajectories", "5", "--validate-every", "2"], "--trajectories 5 is not a multiple of --validate-every 2"),
+    (["--trajectories", "5", "--validate-every", "2"], "trajectories (5) is not a multiple of validate_every (2)"),
     (["--optimizer", "metalstm", "--lstm-hidden", "20,20"], "--lstm-hidden takes one size, got 20,20"),
     (["--horizon", "10", "--unroll", "3"], "horizon 10 is not a multiple of unroll 3"),
     (["--meta-loss", "heldout"], "horizon (100) must equal unroll (20)"),

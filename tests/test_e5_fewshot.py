@@ -20,8 +20,8 @@ from metalstm_np.experiments import e5_fewshot
 from metalstm_np.experiments.common import Context
 from metalstm_np.experiments.e5_fewshot import (LEARNED, METHODS, SETTINGS, Protocol,
                                                 load_learned, score_learned)
-from metalstm_np.fewshot import (Episodes, finetune, mean_ci95, nearest_neighbour,
-                                 sample_episodes)
+from metalstm_np.fewshot import Episodes, sample_episodes
+from metalstm_np.fewshot_baselines import finetune, mean_ci95, nearest_neighbour
 from metalstm_np.learners import MLP
 from metalstm_np.meta_lstm import gradient_descent_lstm, init_phi_with_step, meta_lstm
 from metalstm_np.optimizers import sgd
@@ -206,3 +206,18 @@ def test_shipped_bf_frozen_variant_keeps_baseline_finetunes_theta0():
         assert not np.any(phi["c_0"][len(features):])
         for key in ("gd_learned_theta0", "metalstm_fixed_theta0"):
             assert e5_fewshot.load_learned(folder, key, setting) is None
+
+
+def test_e5_on_the_rot22_5_benchmark_draws_its_episodes_and_pre_trains_on_its_64_classes(weights, tmp_path):
+    """The same protocol on the other benchmark: the results say which one, nearest neighbour scores
+    exactly the episodes that fewshot draws for it, and Baseline-finetune's classifier has 64 classes."""
+    from dataclasses import replace
+    from metalstm_np.fewshot import BENCHMARKS
+    protocol = replace(TINY, benchmark="rot22.5")
+    block = e5_fewshot.run(Context(out=tmp_path, quick=True, workers=1, weights=weights), protocol)["E5_fewshot"]
+    assert block["benchmark"] == "rot22.5" and block["pretrain"]["classes"] == 64
+    assert block["classes"] == {"train": 64, "validation": 32, "test": 64}
+    episodes = sample_episodes(Episodes(n_way=5, k_shot=1, split="test", **BENCHMARKS["rot22.5"]), 3, EVAL_SEED)
+    mean, _ = mean_ci95(nearest_neighbour(episodes))
+    assert block["settings"]["1shot"]["methods"]["nearest_neighbour"]["accuracy_mean"] == mean
+    assert len(e5_fewshot._features(TINY.pretrain_steps, "rot22.5")) == 784 * 32 + 32

@@ -1,4 +1,4 @@
-r"""Tests for metalstm_np.fewshot (Ravi & Larochelle 2017 on rotated MNIST digits):
+r"""Tests for metalstm_np.fewshot, fewshot_baselines and gates (Ravi & Larochelle 2017, rotated MNIST):
 
 * the 40 (digit, rotation) classes and their three disjoint splits, and which images each draws from;
 * an episode's sizes, labels (0..N−1, each K resp. Q times, shuffled per episode), images (the
@@ -15,10 +15,11 @@ from scipy.special import log_softmax
 
 from conftest import mlp_task, trajectory
 from metalstm_np.data import load_mnist
-from metalstm_np.fewshot import (CLASSES, DIGITS, IMAGES, Episodes, accuracies, accuracies_and_gates,
-                                 finetune, gate_trace, layer_parts, mean_ci95, nearest_neighbour,
-                                 pool_gate_traces, pretrain_classifier, pretrained_theta0, rotate,
-                                 sample_episodes, tune_finetune_lr, validation_error)
+from metalstm_np.fewshot import BENCHMARKS, CLASSES, DIGITS, IMAGES, Episodes, classes, rotate, sample_episodes, twins
+from metalstm_np.fewshot_baselines import (accuracies, finetune, mean_ci95, nearest_neighbour,
+                                           pretrain_classifier, pretrained_theta0, tune_finetune_lr,
+                                           validation_error)
+from metalstm_np.gates import accuracies_and_gates, gate_trace, layer_parts, pool_gate_traces
 from metalstm_np.learners import MLP
 from metalstm_np.meta_lstm import gradient_descent_lstm, init_phi_with_step, meta_lstm
 from metalstm_np.meta_train import TrainConfig, load_checkpoint, meta_train
@@ -306,3 +307,44 @@ def test_init_phi_with_step_starts_the_meta_lstm_near_sgd():
                        ((opt, np.random.default_rng(0), 1.5), "1.5")):
         with pytest.raises(ValueError, match=value):
             init_phi_with_step(*bad)
+
+
+# ------------------------------------------------------------------- the 22.5-degree benchmark
+
+def test_the_rot22_5_benchmark_has_64_meta_train_classes_and_rot90_is_unchanged():
+    assert {split: len(classes(split, 16)) for split in DIGITS} == {"train": 64, "validation": 32, "test": 64}
+    assert {split: classes(split) for split in DIGITS} == CLASSES == {split: classes(split, 4) for split in DIGITS}
+    assert BENCHMARKS == {"rot90": {"rotations": 4, "separate_twins": False},
+                          "rot22.5": {"rotations": 16, "separate_twins": True}}
+    old = Episodes(n_way=5, k_shot=1, split="test")       # the defaults are the rot90 benchmark's
+    assert old == Episodes(n_way=5, k_shot=1, split="test", **BENCHMARKS["rot90"])
+
+
+def test_rotations_by_22_5_degrees_turn_the_same_way_and_multiples_of_90_are_exact():
+    stack = np.random.default_rng(1).random((2, 784))
+    for k in range(4):                             # k·90° = (4k)·22.5°: numpy's rot90, bit for bit
+        np.testing.assert_array_equal(rotate(stack, 4 * k, 16), rotate(stack, k))
+    from scipy.ndimage import rotate as turn       # the interpolated path at 90° agrees with rot90
+    np.testing.assert_allclose(turn(stack.reshape(2, 28, 28), 90.0, axes=(2, 1), reshape=False, order=1)
+                               .reshape(2, 784), rotate(stack, 1), atol=1e-12)
+    image = np.zeros((28, 28))
+    image[4:14, 13:15] = 1.0                       # a bar from the centre upwards
+    turned = rotate(image.ravel()[None], 2, 16).reshape(28, 28)        # 45° counter-clockwise
+    rows, cols = np.nonzero(turned > 0.5)
+    assert rows.mean() < 13.5 and cols.mean() < 13.5                   # now up and to the left
+    assert abs(turned.sum() - image.sum()) < 0.1 * image.sum()         # bilinear: mass about kept
+
+
+def test_twins_are_the_pictures_that_turn_into_each_other_and_no_rot22_5_episode_holds_two():
+    assert twins((6, 0), (9, 8), 16) and twins((9, 3), (6, 11), 16) and twins((8, 1), (8, 9), 16)
+    assert twins((0, 15), (0, 7), 16) and twins((1, 2), (1, 0), 4)
+    assert not twins((6, 0), (9, 7), 16) and not twins((7, 0), (7, 8), 16) and not twins((6, 0), (6, 8), 16)
+    family = Episodes(n_way=5, k_shot=1, split="test", **BENCHMARKS["rot22.5"])
+    for r in range(40):
+        chosen = [tuple(c) for c in family.sample(np.random.default_rng([4, r])).classes]
+        assert len(set(chosen)) == 5
+        assert not any(twins(a, b, 16) for i, a in enumerate(chosen) for b in chosen[i + 1:]), chosen
+    images, _ = load_mnist("test")
+    ep = family.sample(np.random.default_rng(5))
+    for j, (d, k) in enumerate(ep.classes):          # query images are label-major, 15 per class
+        np.testing.assert_array_equal(ep.query_x[15 * j], rotate(images[ep.query_index[15 * j]][None], k, 16)[0])

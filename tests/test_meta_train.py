@@ -35,8 +35,8 @@ def assert_same_checkpoint(a, b):
 def test_resume_after_stop_is_bit_for_bit(tmp_path):
     meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), TINY, tmp_path / "straight.npz")
     from dataclasses import replace
-    meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), replace(TINY, trajectories=3), tmp_path / "split.npz")
-    assert load_checkpoint(tmp_path / "split.npz")[2]["trajectory"] == 3
+    meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), replace(TINY, trajectories=4), tmp_path / "split.npz")
+    assert load_checkpoint(tmp_path / "split.npz")[2]["trajectory"] == 4
     meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), TINY, tmp_path / "split.npz", resume=True)
     assert_same_checkpoint(tmp_path / "straight.npz", tmp_path / "split.npz")
 
@@ -240,7 +240,7 @@ def reference_runs(tmp_path, change=None, pool=None):
     weights and validate_on="final"; the meta-LSTM with learned θ^0 on few-shot episodes), their
     configs changed by `change` (the fields to replace) and run in `pool`; returns their
     checkpoints' φ, Adam state, best φ and histories."""
-    from metalstm_np import fewshot
+    from metalstm_np import fewshot, fewshot_baselines
     from metalstm_np.learners import MLP
     runs = {"q": (l2l(hidden=(4,)), Quadratic(3), Quadratic(3), TINY, {}),
             "m": (l2l(hidden=(4,), dtype="float32"), MLP((5,), batch=16), MLP((5,), batch=16, split="validation"),
@@ -251,7 +251,7 @@ def reference_runs(tmp_path, change=None, pool=None):
                  fewshot.Episodes(hidden=(8,), query=3, split="validation"),
                  TrainConfig(trajectories=2, horizon=3, unroll=3, meta_loss="heldout", validate_every=1,
                              validation_tasks=2, meta_lr=0.01, seed=3, clip=0.25),
-                 {"score": fewshot.validation_error})
+                 {"score": fewshot_baselines.validation_error})
     out = {}
     for key, (optimizer, family, validation, config, options) in runs.items():
         config = replace(config, **(change or {}))

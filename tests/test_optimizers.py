@@ -167,3 +167,22 @@ def test_adam_first_step_is_lr_times_sign():
     state = adam.update(phi, adam.init(phi, np.zeros(3)), g, 0.0)
     np.testing.assert_allclose(state["theta"], -0.01 * g / (np.abs(g) + 1e-8), rtol=1e-12)
     assert state["t"] == 1
+
+
+def test_every_optimizer_is_made_by_its_registry_name_and_keeps_theta0():
+    """make_optimizer(name, **config) for every registered name; a hand-designed one takes no config
+    and is the module's instance; params(init(φ, θ^0)) == θ^0 (no learned θ^0 here)."""
+    from metalstm_np.optimizers import make_optimizer, optimizer_names
+    assert set(optimizer_names()) >= {"sgd", "momentum", "nag", "rmsprop", "adam", "l2l", "metalstm", "gd_lstm",
+                                      "rnnprop"}
+    theta0 = np.linspace(-1.0, 1.0, 7)
+    for name in optimizer_names():
+        opt = make_optimizer(name)
+        assert opt.name == name
+        phi = opt.init_phi(np.random.default_rng(0))
+        np.testing.assert_array_equal(opt.params(opt.init(phi, theta0)), theta0)
+    assert make_optimizer("sgd") is sgd
+    with pytest.raises(ValueError, match="sgd has no architecture config"):
+        make_optimizer("sgd", hidden=3)
+    with pytest.raises(ValueError, match="unknown optimizer 'lbfgs'"):
+        make_optimizer("lbfgs")

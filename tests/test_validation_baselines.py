@@ -10,7 +10,7 @@ from metalstm_np.experiments.common import PRETRAINED
 from metalstm_np.experiments.validation_baselines import scores
 from metalstm_np.learners import Quadratic
 from metalstm_np.meta_train import TrainConfig
-from metalstm_np.serialization import make_optimizer
+from metalstm_np.optimizers import make_optimizer
 from metalstm_np.unroll import unroll
 
 

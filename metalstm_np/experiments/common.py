@@ -17,7 +17,8 @@ import numpy
 from ..evaluation import EVAL_SEED, TUNE_SEED, run_on_tasks
 from ..learners import MLP, Quadratic, mnist_split
 from ..pool import BLAS_THREAD_VARS, executor, process_pool, run_jobs  # noqa: F401  (re-exported)
-from ..serialization import load_phi, make_optimizer
+from ..optimizers import make_optimizer
+from ..serialization import load_phi
 
 __all__ = ["EVAL_SEED", "TUNE_SEED", "BASELINES", "SETTINGS", "Setting", "Context", "Job", "run_job",
            "run_named", "evaluation_experiment", "curves_table", "process_pool", "pretrained_path",

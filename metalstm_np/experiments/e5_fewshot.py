@@ -19,8 +19,8 @@ parameters). Every method is scored by its query accuracy on the same meta-test 
                              fewshot_metalstm_fixed_theta0_{K}shot.npz (`--fixed-theta0`)
 
 Learning rates are tuned per setting on meta-validation episodes (digits 4–5) drawn with
-TUNE_SEED, over the half-decades 10^-4 .. 10^0.5 (fewshot.tune_finetune_lr). A learned method whose
-weights file is not in ctx.weights is recorded as {"status": "missing"}, never scored.
+TUNE_SEED, over the half-decades 10^-4 .. 10^0.5 (fewshot_baselines.tune_finetune_lr). A learned
+method whose weights file is not in ctx.weights is recorded as {"status": "missing"}, never scored.
 
 Gates (figure e5_gates.png): z^f_t and z^i_t of the meta-LSTM at each update t, per layer's
 weights and biases (mean ± standard deviation over coordinates and meta-test episodes), for 1-shot
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy
 
-from .. import fewshot
+from .. import fewshot, fewshot_baselines, gates
 from ..evaluation import EVAL_SEED, TUNE_SEED, task_rng
 from ..learners import MLP
 from ..optimizers import adam, sgd
@@ -95,6 +95,7 @@ class Protocol:
     mnist_gate_steps: int      # steps of the MNIST-MLP gate trace
     mnist_gate_runs: int       # MNIST-MLP tasks (EVAL_SEED) it is pooled over
     lrs: tuple = tuple(10.0 ** (k / 2) for k in range(-8, 2))   # the learning-rate grid
+    benchmark: str = "rot90"   # fewshot.BENCHMARKS: the classes the episodes are made of
 
 
 FULL = Protocol(episodes=600, tune_episodes=100, pretrain_steps=2000, gate_episodes=100,
@@ -103,13 +104,13 @@ QUICK = Protocol(episodes=20, tune_episodes=10, pretrain_steps=100, gate_episode
                  mnist_gate_steps=20, mnist_gate_runs=2)
 
 
-def _episodes(setting, split, count, seed):
-    return fewshot.sample_episodes(fewshot.Episodes(n_way=N_WAY, k_shot=setting.k_shot, split=split),
-                                   count, seed)
+def _episodes(setting, split, count, seed, benchmark):
+    return fewshot.sample_episodes(fewshot.Episodes(n_way=N_WAY, k_shot=setting.k_shot, split=split,
+                                                    **fewshot.BENCHMARKS[benchmark]), count, seed)
 
 
 def _summary(accs):
-    mean, ci95 = fewshot.mean_ci95(accs)
+    mean, ci95 = fewshot_baselines.mean_ci95(accs)
     return {"status": "ok", "accuracy_mean": mean, "accuracy_ci95": ci95, "episodes": len(accs)}
 
 
@@ -146,9 +147,9 @@ def score_learned(weights, key, setting, episodes, gate_episodes=0):
     optimizer, phi, filename = loaded
     with numpy.errstate(all="ignore"):       # a diverging learned optimizer scores, it does not warn
         if gate_episodes:
-            accs, trace = fewshot.accuracies_and_gates(optimizer, phi, episodes, setting.steps, gate_episodes)
+            accs, trace = gates.accuracies_and_gates(optimizer, phi, episodes, setting.steps, gate_episodes)
         else:
-            accs = fewshot.accuracies(optimizer, phi, episodes, setting.steps)
+            accs = fewshot_baselines.accuracies(optimizer, phi, episodes, setting.steps)
     info = {"weights": filename, "optimizer": optimizer.name, "config": dict(optimizer.config)}
     if optimizer.name == "gd_lstm":          # the fixed gates, when they are one number each
         info.update({f"fixed_{g}": float(phi[g]) for g in ("z_f", "z_i") if numpy.size(phi[g]) == 1})
@@ -160,35 +161,39 @@ def _grid(scores):
 
 
 @functools.lru_cache(maxsize=None)
-def _features(pretrain_steps):
-    r"""Baseline-finetune's pre-trained hidden layers (PRETRAIN_SEED; computed once per process)."""
-    learner = fewshot.Episodes()
-    return fewshot.pretrain_classifier(numpy.random.default_rng(PRETRAIN_SEED), fewshot.CLASSES["train"],
-                                       pretrain_steps, hidden=learner.hidden, activation=learner.activation,
-                                       batch=PRETRAIN_BATCH, lr=PRETRAIN_LR)
+def _features(pretrain_steps, benchmark="rot90"):
+    r"""Baseline-finetune's pre-trained hidden layers, a classifier of the benchmark's meta-train
+    classes (PRETRAIN_SEED; computed once per process)."""
+    learner = fewshot.Episodes(**fewshot.BENCHMARKS[benchmark])
+    return fewshot_baselines.pretrain_classifier(numpy.random.default_rng(PRETRAIN_SEED), learner.classes,
+                                                 pretrain_steps, hidden=learner.hidden,
+                                                 activation=learner.activation, batch=PRETRAIN_BATCH,
+                                                 lr=PRETRAIN_LR, rotations=learner.rotations)
 
 
 def _finetune_job(setting, protocol, name, pretrained):
     r"""Tune fine-tuning with optimizer `name` on the meta-validation episodes (TUNE_SEED), from
     random θ^0 or (pretrained) Baseline-finetune's, and score the best learning rate on the meta-test
     episodes (EVAL_SEED): {"lr", "scores": the grid, "accs": test accuracies}."""
-    features = _features(protocol.pretrain_steps) if pretrained else None
-    validation = _episodes(setting, "validation", protocol.tune_episodes, TUNE_SEED)
-    lr, scores = fewshot.tune_finetune_lr(FINETUNE[name], validation, setting.steps, lrs=list(protocol.lrs),
-                                          features=features)
-    test = _episodes(setting, "test", protocol.episodes, EVAL_SEED)
-    return {"lr": lr, "scores": scores, "accs": fewshot.finetune(FINETUNE[name], lr, test, setting.steps, features)}
+    features = _features(protocol.pretrain_steps, protocol.benchmark) if pretrained else None
+    validation = _episodes(setting, "validation", protocol.tune_episodes, TUNE_SEED, protocol.benchmark)
+    lr, scores = fewshot_baselines.tune_finetune_lr(FINETUNE[name], validation, setting.steps,
+                                                    lrs=list(protocol.lrs), features=features)
+    test = _episodes(setting, "test", protocol.episodes, EVAL_SEED, protocol.benchmark)
+    return {"lr": lr, "scores": scores,
+            "accs": fewshot_baselines.finetune(FINETUNE[name], lr, test, setting.steps, features)}
 
 
 def _nearest_neighbour_job(setting, protocol):
-    return {"accs": fewshot.nearest_neighbour(_episodes(setting, "test", protocol.episodes, EVAL_SEED))}
+    test = _episodes(setting, "test", protocol.episodes, EVAL_SEED, protocol.benchmark)
+    return {"accs": fewshot_baselines.nearest_neighbour(test)}
 
 
 def _learned_job(weights, key, setting, protocol):
     r"""{"accs": meta-test accuracies (None if the weights are missing), "info"}; for the full
     meta-LSTM also "trace": its pooled gate trace on the first gate_episodes meta-test episodes,
     recorded in the same runs."""
-    test = _episodes(setting, "test", protocol.episodes, EVAL_SEED)
+    test = _episodes(setting, "test", protocol.episodes, EVAL_SEED, protocol.benchmark)
     if key != "metalstm":
         return dict(zip(("accs", "info"), score_learned(weights, key, setting, test)))
     return dict(zip(("accs", "info", "trace"),
@@ -287,8 +292,8 @@ def mnist_gates(weights, steps, runs):
     family = MLP(**MNIST_LEARNER)
     tasks = [family.sample(task_rng(EVAL_SEED, r)) for r in range(runs)]
     with numpy.errstate(all="ignore"):
-        return fewshot.pool_gate_traces([fewshot.gate_trace(optimizer, phi, task, steps, shapes=family.shapes)
-                                         for task in tasks])
+        return gates.pool_gate_traces([gates.gate_trace(optimizer, phi, task, steps, shapes=family.shapes)
+                                       for task in tasks])
 
 
 def plot_gates(path, panels):
@@ -324,14 +329,15 @@ def collect(ctx, done, protocol=None):
     r"""E5's results from the finished runs of `jobs`, {name: result}; draws e5_gates.png into
     ctx.out. Returns {"E5_fewshot": results}."""
     protocol = _protocol(ctx, protocol)
-    learner = fewshot.Episodes()
-    results = {"n_way": N_WAY, "eval_seed": EVAL_SEED, "tune_seed": TUNE_SEED,
+    learner = fewshot.Episodes(**fewshot.BENCHMARKS[protocol.benchmark])
+    results = {"n_way": N_WAY, "eval_seed": EVAL_SEED, "tune_seed": TUNE_SEED, "benchmark": protocol.benchmark,
+               "classes": {split: len(fewshot.classes(split, learner.rotations)) for split in fewshot.DIGITS},
                "learner": {"hidden": list(learner.hidden), "activation": learner.activation,
                            "n_params": {s.key: fewshot.Episodes(n_way=N_WAY, k_shot=s.k_shot).n_params
                                         for s in SETTINGS.values()}},
                "lr_grid": list(protocol.lrs),
                "pretrain": {"seed": PRETRAIN_SEED, "steps": protocol.pretrain_steps, "batch": PRETRAIN_BATCH,
-                            "lr": PRETRAIN_LR, "optimizer": "adam", "classes": len(fewshot.CLASSES["train"])},
+                            "lr": PRETRAIN_LR, "optimizer": "adam", "classes": len(learner.classes)},
                "settings": {s.key: setting_block(s, protocol, done) for s in SETTINGS.values()},
                "gates": {}}
     panels = []

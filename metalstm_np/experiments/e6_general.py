@@ -17,7 +17,8 @@ from pathlib import Path
 
 from ..evaluation import TUNE_SEED
 from ..learners import MLP
-from ..serialization import load_phi, make_optimizer
+from ..optimizers import make_optimizer
+from ..serialization import load_phi
 from ..tuning import quarter_decades
 from .common import BASELINES, Setting, evaluation_experiment, number, paired_difference, plot_curves, summarize
 

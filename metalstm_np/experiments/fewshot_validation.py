@@ -3,13 +3,13 @@ r"""Few-shot weights scored on more meta-validation episodes than training used:
 
 `metalstm fewshot train` keeps the φ with the lowest error on 50 meta-validation episodes (digits
 4–5; episode j drawn from default_rng([0, 2, j])). Choosing the best of many checkpoints on 50
-episodes favours a lucky one; this prints each file's error 1 − accuracy (fewshot.validation_error)
-on the first `--episodes` of the same sequence, the 50 included, so the choice can be checked
-without looking at the meta-test episodes.
+episodes favours a lucky one; this prints each file's error 1 − accuracy
+(fewshot_baselines.validation_error) on the first `--episodes` of the same sequence, the 50
+included, so the choice can be checked without looking at the meta-test episodes.
 """
 import argparse
 
-from .. import fewshot
+from .. import fewshot, fewshot_baselines
 from ..meta_train import TrainConfig, draw_validation_tasks
 from ..serialization import load_phi
 
@@ -27,7 +27,7 @@ def main(argv=None):
                                   args.episodes)
     for path in args.weights:
         optimizer, phi, _ = load_phi(path)
-        error = fewshot.validation_error(optimizer, phi, tasks, TrainConfig(horizon=steps, unroll=steps))
+        error = fewshot_baselines.validation_error(optimizer, phi, tasks, TrainConfig(horizon=steps, unroll=steps))
         print(f"{path}  {args.shots}-shot, T = {steps}: validation error {error:.4f} on {args.episodes} episodes")
 
 

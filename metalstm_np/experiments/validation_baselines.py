@@ -19,7 +19,8 @@ import numpy
 
 from ..learners import MLP, Quadratic
 from ..meta_train import TrainConfig, draw_validation_tasks, validation_score
-from ..serialization import load_phi, make_optimizer
+from ..optimizers import make_optimizer
+from ..serialization import load_phi
 from ..unroll import unroll
 from .common import BASELINES, load_tuned
 
