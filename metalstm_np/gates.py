@@ -6,6 +6,7 @@ scores (as fewshot_baselines.accuracies) and traces in the same runs.
 """
 import numpy
 
+from .learners import layout
 from .unroll import unroll
 
 __all__ = ["layer_parts", "gate_trace", "traced_run", "accuracies_and_gates", "pool_gate_traces"]
@@ -14,13 +15,7 @@ __all__ = ["layer_parts", "gate_trace", "traced_run", "accuracies_and_gates", "p
 def layer_parts(shapes):
     r"""[(name, slice of θ)] for each layer's weights and biases: "W1", "b1", "W2", "b2", ...
     in learners.unflatten's order."""
-    parts, start = [], 0
-    for layer, (w_shape, b_shape) in enumerate(shapes, start=1):
-        n_w, n_b = w_shape[0] * w_shape[1], b_shape[0]
-        parts += [(f"W{layer}", slice(start, start + n_w)),
-                  (f"b{layer}", slice(start + n_w, start + n_w + n_b))]
-        start += n_w + n_b
-    return parts
+    return [(name, part) for name, part, _ in layout(shapes)]
 
 
 def gate_trace(optimizer, phi, task, steps, shapes=None):

@@ -14,6 +14,7 @@ at any step and replays the same minibatches.
 The learner's parameters are flattened once: θ is one vector, and `unflatten` cuts it back into
 weight matrices with the coordinates in a fixed order (layer by layer, W then b).
 """
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -25,7 +26,7 @@ from autograd.tracer import getval
 from .data import load_mnist
 
 __all__ = ["Task", "Quadratic", "MLP", "RandomlyScaled", "PlusSquare", "ACTIVATIONS", "mlp_shapes", "n_params",
-           "unflatten", "log_softmax"]
+           "unflatten", "layout", "log_softmax"]
 
 
 @dataclass(frozen=True)
@@ -72,15 +73,32 @@ def n_params(shapes):
     return sum(w[0] * w[1] + b[0] for w, b in shapes)
 
 
+@functools.lru_cache(maxsize=None)
+def _layout(shapes):
+    parts, start = [], 0
+    for layer, (w_shape, b_shape) in enumerate(shapes, start=1):
+        for name, shape in ((f"W{layer}", w_shape), (f"b{layer}", b_shape)):
+            size = int(numpy.prod(shape))
+            parts.append((name, slice(start, start + size), tuple(shape)))
+            start += size
+    return tuple(parts)
+
+
+def layout(shapes):
+    """θ's layout, computed once per learner: [(name, slice of θ, shape)] for each layer's weights
+    and biases, "W1", "b1", "W2", ... in θ's order (layer by layer, W then b)."""
+    return _layout(tuple((tuple(w), tuple(b)) for w, b in shapes))
+
+
 def unflatten(theta, shapes):
-    """Cut the flat θ into [(W, b), ...] following `shapes` (layer by layer, W then b).
+    """Cut the flat θ into [(W, b), ...] following `shapes` (`layout`).
 
     One np.split rather than a slice per array: autograd's gradient of a split is one
     concatenation, where every slice's gradient scatters into a full-size array of zeros
     (np.add.at), a noticeable part of the time of a small learner's gradient. Same numbers."""
-    sizes = [size for w_shape, b_shape in shapes for size in (w_shape[0] * w_shape[1], b_shape[0])]
-    pieces = np.split(theta, numpy.cumsum(sizes)[:-1])
-    return [(np.reshape(pieces[2 * k], w_shape), pieces[2 * k + 1]) for k, (w_shape, _) in enumerate(shapes)]
+    parts = layout(shapes)
+    pieces = np.split(theta, [part.stop for _, part, _ in parts[:-1]])
+    return [(np.reshape(pieces[2 * k], parts[2 * k][2]), pieces[2 * k + 1]) for k in range(len(parts) // 2)]
 
 
 def mlp_logits(theta, X, shapes, activation):

@@ -2,14 +2,17 @@ r"""E5 — few-shot learning on rotated MNIST (Ravi & Larochelle 2017, Table 1 a
 
 Settings: 5-way 1-shot with T = 12 updates on the support set, 5-way 5-shot with T = 8 (the paper's
 numbers of updates); the learner is fewshot.Episodes' default MLP, 784 -> 32 ReLU -> 5 (25,285
-parameters). Every method is scored by its query accuracy on the same meta-test episodes
-(digits 6–9 from the MNIST test images, drawn with EVAL_SEED), as mean and 95% interval:
+parameters). The episodes are those of one of fewshot.BENCHMARKS (`Protocol.benchmark`): each
+digit turned by multiples of 90° ("rot90", 16 meta-train classes) or of 22.5° ("rot22.5", 64 like
+Mini-ImageNet's, no two classes of an episode the same picture). Every method is scored by its
+query accuracy on the same meta-test episodes (digits 6–9 from the MNIST test images, drawn with
+EVAL_SEED), as mean and 95% interval:
 
     nearest_neighbour        1-nearest neighbour on pixels (no learner)
     finetune_sgd             T steps of SGD from the episode's random θ^0, learning rate tuned
     finetune_adam            the same with Adam
     baseline_finetune        the paper's Baseline-finetune: hidden layers pre-trained as a
-                             16-class classifier of the meta-train classes (PRETRAIN_SEED, a stated
+                             classifier of the meta-train classes (PRETRAIN_SEED, a stated
                              number of Adam steps), a fresh output layer, then T steps of SGD or
                              Adam, whichever scores better on meta-validation, learning rate tuned
     gd_learned_theta0        learned θ^0 with fixed gates z^f, z^i (first-order MAML):

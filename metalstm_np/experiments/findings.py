@@ -124,7 +124,10 @@ def _fewshot_paragraph(results):
             z = g["summary"]
             gates.append(f"{g['title']}: mean z^f {z['z_f']['mean']:.3f}, mean z^i {z['z_i']['mean']:.3f} "
                          f"(per-update means {z['z_i']['update_mean_min']:.2f} to {z['z_i']['update_mean_max']:.2f})")
-    text = ("**E5, few-shot rotated MNIST** (Ravi & Larochelle's table; query accuracy, mean ± 95% interval over "
+    benchmark = block.get("benchmark", "rot90")
+    classes = block.get("classes", {}).get("train", block["pretrain"]["classes"])
+    text = (f"**E5, few-shot rotated MNIST** (Ravi & Larochelle's table on the {benchmark} benchmark, {classes} "
+            f"meta-train classes; query accuracy, mean ± 95% interval over "
             f"{next(iter(block['settings'].values()))['episodes']} meta-test episodes): " + "; ".join(parts) + ".")
     if gates:
         text += " Gates (`figures/e5_gates.png`): " + "; ".join(gates) + "."
