@@ -364,7 +364,9 @@ def _train_into(args, out, checkpoint, optimizer, family, validation, config, **
     print(f"best φ: {out / 'best.npz'}; checkpoint: {checkpoint}; log: {out / 'log.txt'}")
 
 
-RECHECK = "seed3000"   # where `figures --eval-seed 3000 --out figures/seed3000` puts its re-check
+# where the re-checks on other evaluation seeds are kept: `figures --only e1,e2,e3,e6 --eval-seed 3000
+# --out figures/seed3000` and `fewshot evaluate --eval-seed 4000 --out figures/fewshot_seed4000`
+RECHECK = ("seed3000/results.json", "fewshot_seed4000/fewshot_results.json")
 EXPLODED = 1000.0     # a validation score this many times the untrained φ's (or 1) is reported
 
 
@@ -511,7 +513,11 @@ def cmd_fewshot_evaluate(args):
     out = _writable_folder(args.out if args.out is not None else ("figures/quick" if args.quick else "figures"))
     start = time.perf_counter()
     ctx = Context(out=out, quick=args.quick, weights=weights)
-    protocol = replace(e5_fewshot.QUICK if args.quick else e5_fewshot.FULL, benchmark=args.benchmark)
+    if args.eval_seed in (0, TUNE_SEED, e5_fewshot.PRETRAIN_SEED):
+        raise UsageError(f"--eval-seed {args.eval_seed} draws the training, tuning or pre-training episodes; "
+                         f"use another")
+    protocol = replace(e5_fewshot.QUICK if args.quick else e5_fewshot.FULL, benchmark=args.benchmark,
+                       eval_seed=args.eval_seed)
     with _pool(args, default=2) as pool, _bar(None, "E5 runs", "run") as bar:
         results = {"quick": args.quick, **e5_fewshot.run(ctx, protocol, pool=pool, progress=bar)}
     results["seconds"] = {"e5": round(time.perf_counter() - start, 1)}
@@ -600,14 +606,17 @@ def cmd_figures(args):
     print(results_table(results))
     print(f"figures and results.json in {out}/ ({results['seconds']:.0f} s)")
     if args.readme:
-        recheck = Path(args.recheck) if args.recheck else out / RECHECK / "results.json"
-        try:
-            again = json.loads(recheck.read_text()) if args.recheck or recheck.is_file() else None
-        except (OSError, UnicodeDecodeError, ValueError) as e:
-            raise UsageError(f"--recheck {recheck}: not a readable results.json ({e})") from None
-        update_readme(args.readme, results, again)
+        files = [Path(f) for f in args.recheck] if args.recheck else [f for f in (out / r for r in RECHECK)
+                                                                        if f.is_file()]
+        again = {}
+        for f in files:
+            try:
+                again.update(json.loads(f.read_text()))
+            except (OSError, UnicodeDecodeError, ValueError) as e:
+                raise UsageError(f"--recheck {f}: not a readable results.json ({e})") from None
+        update_readme(args.readme, results, again or None)
         print(f"updated the findings and the results tables in {args.readme}"
-              + (f" (re-check: {recheck})" if again is not None else ""))
+              + (f" (re-check: {', '.join(map(str, files))})" if files else ""))
 
 
 def add_training_arguments(parser, defaults, what="tasks"):
@@ -759,6 +768,8 @@ def build_parser():
     fe.add_argument("--out", default=None, help="output folder (figures/, or figures/quick/ with --quick)")
     fe.add_argument("--weights", default=None, help="folder of the weights files (default: the shipped ones)")
     _benchmark_argument(fe)
+    fe.add_argument("--eval-seed", type=_seed, default=EVAL_SEED,
+                    help=f"the meta-test episodes (default {EVAL_SEED}); another seed re-checks a claim")
     add_pool_arguments(fe, 2)
     fe.set_defaults(run=cmd_fewshot_evaluate)
 
@@ -780,9 +791,9 @@ def build_parser():
     fi.add_argument("--weights", default=None, help="folder of the learned optimizers' weights "
                                                     "(default: the shipped ones)")
     fi.add_argument("--readme", default=None, help="README.md whose results table to regenerate")
-    fi.add_argument("--recheck", default=None, metavar="RESULTS.json",
-                    help=f"with --readme: the results of a re-check on another evaluation seed, which the "
-                         f"findings report (default: OUT/{RECHECK}/results.json, if it exists)")
+    fi.add_argument("--recheck", default=None, nargs="+", metavar="RESULTS.json",
+                    help="with --readme: the results of re-checks on other evaluation seeds, which the "
+                         f"findings report (default: OUT/{' and OUT/'.join(RECHECK)}, those that exist)")
     fi.add_argument("--eval-seed", type=_seed, default=EVAL_SEED,
                     help=f"evaluation tasks of E1–E4 and E6 (default {EVAL_SEED}); another seed re-checks "
                          "their numbers on other tasks")

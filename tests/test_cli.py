@@ -190,8 +190,8 @@ def test_fewshot_train_runs_and_checks_its_flags(capsys, tmp_path):
 
 
 def test_fewshot_train_theta0_from_starts_the_learned_theta0_there(capsys, tmp_path):
-    base = ["fewshot", "train", "--trajectories", "1", "--validate-every", "1", "--validation-tasks", "1",
-            "--lstm-hidden", "4", "--dtype", "float64", "--steps", "2", "--meta-lr", "1e-3"]
+    base = ["fewshot", "train", "--benchmark", "rot90", "--trajectories", "1", "--validate-every", "1",
+            "--validation-tasks", "1", "--lstm-hidden", "4", "--dtype", "float64", "--steps", "2", "--meta-lr", "1e-3"]
     assert main(base + ["--optimizer", "gd_lstm", "--eta", "0.3", "--out", str(tmp_path / "gd")]) == 0
     source = tmp_path / "gd" / "checkpoint.npz"
     assert main(base + ["--eta", "0.3", "--theta0-from", str(source), "--out", str(tmp_path / "m")]) == 0
@@ -246,9 +246,9 @@ def test_figures_refuses_quick_numbers_in_the_readme_and_a_readme_without_marker
 def test_fewshot_pretrain_writes_baseline_finetunes_theta0_as_a_weights_file(capsys, tmp_path):
     from metalstm_np.experiments import e5_fewshot
     path = tmp_path / "bf.npz"
-    assert main(["fewshot", "pretrain", "--eta", "0.01", "--out", str(path)]) == 0
+    assert main(["fewshot", "pretrain", "--benchmark", "rot90", "--eta", "0.01", "--out", str(path)]) == 0
     optimizer, phi, _ = load_phi(path, expect="gd_lstm")
-    features = e5_fewshot._features(e5_fewshot.FULL.pretrain_steps)
+    features = e5_fewshot._features(e5_fewshot.FULL.pretrain_steps, "rot90")
     n = len(features)
     assert optimizer.config["learn_theta0"] and phi["c_0"].shape == (n + 32 * 5 + 5,)
     np.testing.assert_array_equal(phi["c_0"][:n], features)

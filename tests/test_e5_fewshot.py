@@ -221,3 +221,18 @@ def test_e5_on_the_rot22_5_benchmark_draws_its_episodes_and_pre_trains_on_its_64
     mean, _ = mean_ci95(nearest_neighbour(episodes))
     assert block["settings"]["1shot"]["methods"]["nearest_neighbour"]["accuracy_mean"] == mean
     assert len(e5_fewshot._features(TINY.pretrain_steps, "rot22.5")) == 784 * 32 + 32
+
+
+def test_another_eval_seed_scores_other_meta_test_episodes(weights, tmp_path, capsys):
+    """--eval-seed S (a re-check): the meta-test episodes are drawn with S, recorded in the results;
+    the seeds of training, tuning and pre-training are refused."""
+    from dataclasses import replace
+    block = e5_fewshot.run(Context(out=tmp_path, quick=True, workers=1, weights=weights),
+                           replace(TINY, eval_seed=4000))["E5_fewshot"]
+    assert block["eval_seed"] == 4000
+    episodes = sample_episodes(Episodes(n_way=5, k_shot=5, split="test"), 3, 4000)
+    assert block["settings"]["5shot"]["methods"]["nearest_neighbour"]["accuracy_mean"] == \
+        mean_ci95(nearest_neighbour(episodes))[0]
+    for seed in ("0", str(TUNE_SEED), str(e5_fewshot.PRETRAIN_SEED)):
+        assert main(["fewshot", "evaluate", "--quick", "--eval-seed", seed, "--out", str(tmp_path / "x")]) == 2
+        assert "draws the training, tuning or pre-training episodes" in capsys.readouterr().err

@@ -1,8 +1,8 @@
 r"""The README's findings, written from results.json: every number in them is read from the results.
 
-`findings(results, recheck)` gives one paragraph per experiment in `results`; `recheck` is the
-results.json of the same experiments on evaluation tasks drawn with another seed (`metalstm figures
---eval-seed S`), or None. A claim that a learned optimizer is ahead is worded by what the paired
+`findings(results, recheck)` gives one paragraph per experiment in `results`; `recheck` holds the
+same experiments' blocks on evaluation tasks drawn with another seed (`metalstm figures --eval-seed
+S`, `metalstm fewshot evaluate --eval-seed S`), or is None. A claim that a learned optimizer is ahead is worded by what the paired
 differences on the same tasks show (`verdict`): at least two standard errors below zero on both
 seeds, on the first only, within noise, or behind.
 """
@@ -88,30 +88,44 @@ def _loss_paragraphs(results, recheck):
     return out
 
 
-def _fewshot_paragraph(results):
+def _versus(block, setting, key):
+    r"""How the meta-LSTM's accuracy compares with method `key`'s in one setting of an E5 block:
+    (its accuracy text, "ahead" / "behind" / "overlap" by the 95% intervals)."""
+    mine, o = block["settings"][setting]["methods"]["metalstm"], block["settings"][setting]["methods"][key]
+    if mine["accuracy_mean"] - mine["accuracy_ci95"] > o["accuracy_mean"] + o["accuracy_ci95"]:
+        how = "ahead"
+    elif mine["accuracy_mean"] + mine["accuracy_ci95"] < o["accuracy_mean"] - o["accuracy_ci95"]:
+        how = "behind"
+    else:
+        how = "overlap"
+    return f"{100 * o['accuracy_mean']:.2f} ± {100 * o['accuracy_ci95']:.2f}", how
+
+
+HOW = {"ahead": "ahead, the 95% intervals apart", "behind": "behind, the 95% intervals apart",
+       "overlap": "the 95% intervals overlap"}
+
+
+def _fewshot_paragraph(results, recheck):
     block = results.get("E5_fewshot")
     if not block or "settings" not in block:
         return []
+    again = _get(recheck, "E5_fewshot")
     parts = []
-    for s in block["settings"].values():
+    for key, s in block["settings"].items():
         m = s["methods"]
         if m["metalstm"]["status"] != "ok":
             parts.append(f"{s['title']}: the meta-LSTM's weights are missing")
             continue
         mine = m["metalstm"]
-        others = {k: v for k, v in m.items() if k != "metalstm" and v["status"] == "ok"}
-        best = max(others, key=lambda k: others[k]["accuracy_mean"])
-        lo, hi = mine["accuracy_mean"] - mine["accuracy_ci95"], mine["accuracy_mean"] + mine["accuracy_ci95"]
+        others = [k for k, v in m.items() if k != "metalstm" and v["status"] == "ok"]
+        best = max(others, key=lambda k: m[k]["accuracy_mean"])
 
-        def against(key):
-            o = others[key]
-            if lo > o["accuracy_mean"] + o["accuracy_ci95"]:
-                how = "ahead, the 95% intervals apart"
-            elif hi < o["accuracy_mean"] - o["accuracy_ci95"]:
-                how = "behind, the 95% intervals apart"
-            else:
-                how = "the 95% intervals overlap"
-            return f"{100 * o['accuracy_mean']:.2f} ± {100 * o['accuracy_ci95']:.2f} for {METHODS[key]} ({how})"
+        def against(method):
+            accuracy, how = _versus(block, key, method)
+            text = f"{accuracy} for {METHODS[method]} ({HOW[how]}"
+            if again is not None and _get(again, "settings", key, "methods", method, "status") == "ok":
+                text += f"; on the re-check episodes: {HOW[_versus(again, key, method)[1]]}"
+            return text + ")"
 
         text = (f"{s['title']}: the meta-LSTM {100 * mine['accuracy_mean']:.2f} ± {100 * mine['accuracy_ci95']:.2f}% "
                 f"against {against('baseline_finetune')}")
@@ -184,11 +198,14 @@ def _general_paragraph(results, recheck):
 
 def findings(results, recheck=None):
     r"""The findings (Markdown paragraphs) from results.json; see the module docstring."""
-    paragraphs = _loss_paragraphs(results, recheck) + _fewshot_paragraph(results) + _general_paragraph(results, recheck)
-    seed = _get(recheck, "E1_quadratic", "eval_seed") or _get(recheck, "E6_general", "eval_seed")
-    if recheck is not None:
-        paragraphs.append(f"The claims were re-checked on evaluation tasks drawn with seed {seed} "
-                          f"(`figures/seed{seed}/results.json`); a lead that holds on one seed only is not a result.")
+    paragraphs = (_loss_paragraphs(results, recheck) + _fewshot_paragraph(results, recheck)
+                  + _general_paragraph(results, recheck))
+    seeds = sorted({_get(recheck, key, "eval_seed") for key in results
+                    if isinstance(_get(recheck, key), dict) and _get(recheck, key, "eval_seed") is not None})
+    if seeds:
+        paragraphs.append(f"The claims were re-checked on evaluation tasks or episodes drawn with another seed "
+                          f"({', '.join(map(str, seeds))}: `metalstm figures --eval-seed`, `metalstm fewshot "
+                          f"evaluate --eval-seed`); a lead that holds on one seed only is not a result.")
     if results.get("seconds") is not None:
         paragraphs.append(f"`metalstm figures` made these results in {results['seconds']:.0f} s.")
     return "\n\n".join(paragraphs) + "\n"
