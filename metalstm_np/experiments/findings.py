@@ -136,8 +136,11 @@ def _fewshot_paragraph(results, recheck):
     for key, g in block.get("gates", {}).items():
         if g.get("status") == "ok":
             z = g["summary"]
-            gates.append(f"{g['title']}: mean z^f {z['z_f']['mean']:.3f}, mean z^i {z['z_i']['mean']:.3f} "
-                         f"(per-update means {z['z_i']['update_mean_min']:.2f} to {z['z_i']['update_mean_max']:.2f})")
+            decay = 1 - min(part["min"] for part in z["z_f"]["parts"].values())
+            gates.append(f"{g['title']}: mean z^f {z['z_f']['mean']:.3f} (a learned weight decay 1 − z^f of at "
+                         f"most {100 * decay:.1f}% a step in any part's mean at any update), mean z^i "
+                         f"{z['z_i']['mean']:.3f} (the step; its per-update means run from "
+                         f"{z['z_i']['update_mean_min']:.2f} to {z['z_i']['update_mean_max']:.2f})")
     benchmark = block.get("benchmark", "rot90")
     classes = block.get("classes", {}).get("train", block["pretrain"]["classes"])
     text = (f"**E5, few-shot rotated MNIST** (Ravi & Larochelle's table on the {benchmark} benchmark, {classes} "
