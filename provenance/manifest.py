@@ -40,6 +40,8 @@ PURPOSE = {
     "fewshot_gd_5shot.npz": "E5: learned θ^0 with fixed gates (first-order MAML), 5-shot, benchmark rot22.5",
     "metalstm_mnist.npz": "E5's gate figure: the meta-LSTM trained as an optimizer of the MNIST MLP",
 }
+# a start file a command names by its run folder (runs/NAME/best.npz): the shipped file it is
+STARTS_FROM = {"fewshot_metalstm_5shot.npz": "metalstm_np/pretrained/fewshot_gd_5shot.npz"}
 TUNE_COMMANDS = ["metalstm tune --workers 1 --out metalstm_np/pretrained/tuned.json",
                  "metalstm tune --settings e6 --workers 1 --out tuned.json"]
 
@@ -73,7 +75,7 @@ def entry(name):
     starts = [m.group(2) for line in out["commands"]
               for m in re.finditer(r"--(init-from|theta0-from) (\S+)", line)]
     if starts:
-        out["starts_from"] = _moved(starts[-1])
+        out["starts_from"] = STARTS_FROM.get(name) or _moved(starts[-1])
         stage = PROVENANCE / "not_shipped" / Path(out["starts_from"]).name
         if stage.is_file():                       # an earlier stage that is not shipped: its own summary
             runs = log_summary(stage.with_name(stage.stem + ".log.txt"))
@@ -83,9 +85,8 @@ def entry(name):
 
 def _moved(path):
     """A file a command named in metalstm_np/pretrained/ that now lives in provenance/not_shipped/."""
-    if (ROOT / path).is_file():
-        return path
-    return (PROVENANCE / "not_shipped" / Path(path).name).relative_to(ROOT).as_posix()
+    moved = PROVENANCE / "not_shipped" / Path(path).name
+    return moved.relative_to(ROOT).as_posix() if not (ROOT / path).is_file() and moved.is_file() else path
 
 
 def manifest():
