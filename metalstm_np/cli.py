@@ -151,7 +151,7 @@ def family_from_args(args, split="train"):
             raise UsageError(f"--{next(iter(given))} is a flag of --task mlp; the quadratics do not use it")
         return Quadratic()
     size = {**MLP_FLAGS, **given}
-    n_params = 784 * size["hidden"] + (size["layers"] - 1) * size["hidden"] ** 2 + 10 * size["hidden"]
+    n_params = 784 * size["hidden"] + (size["layers"] - 1) * size["hidden"] ** 2 + 10 * size["hidden"]   # weights
     if n_params > 10_000_000:          # a learned optimizer keeps ~80 floats per parameter: ~3 GB
         raise UsageError(f"an MLP of {size['layers']} × {size['hidden']} units has about {n_params:,} "
                          f"parameters: a learned optimizer's state alone would need about "
@@ -279,7 +279,8 @@ def run_training(args, optimizer, family, validation, config, **meta_train_optio
             raise UsageError(f"--trajectories {config.trajectories} is fewer than the {done} the checkpoint "
                              f"in {out} has already done; give at least {done}")
     with _lock(out):
-        _train_into(args, out, checkpoint, optimizer, family, validation, config, **meta_train_options)
+        _train_into(args, out, checkpoint, optimizer, family, validation, config, done if args.resume else 0,
+                    **meta_train_options)
 
 
 @contextlib.contextmanager
@@ -315,12 +316,12 @@ def _process_exists(pid):
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:                 # it exists, owned by another user
+        pass
     return True
 
 
-def _train_into(args, out, checkpoint, optimizer, family, validation, config, **meta_train_options):
+def _train_into(args, out, checkpoint, optimizer, family, validation, config, done, **meta_train_options):
     with open(out / "command.txt", "a") as f:
         f.write("metalstm " + " ".join(shlex.quote(a) for a in sys.argv[1:]) + "\n")
     from tqdm import tqdm
@@ -344,8 +345,7 @@ def _train_into(args, out, checkpoint, optimizer, family, validation, config, **
         log.flush()
 
     try:
-        if args.resume:
-            bar.update(load_checkpoint(checkpoint)[2]["trajectory"])
+        bar.update(done)                          # trajectories a resumed run has already done
         with _pool(args, default=1) as pool:      # W = 1 too: BLAS on one thread, as with W = 2
             _, history = meta_train(optimizer, family, validation, config, checkpoint, resume=args.resume,
                                     callback=report, best_path=out / "best.npz", pool=pool,

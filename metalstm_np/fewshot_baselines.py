@@ -73,7 +73,8 @@ def tune_finetune_lr(optimizer, episodes, steps, lrs=None, features=None):
 def pretrain_classifier(rng, classes, steps, hidden=(32,), activation="relu", batch=64, lr=1e-3,
                         images="train", rotations=4):
     r"""Train an MLP 784 -> hidden -> len(classes) as an ordinary classifier of `classes` (e.g.
-    CLASSES["train"], 16 classes; their k counts turns by 360°/rotations) with Adam, and return its hidden layers' parameters: the flat
+    CLASSES["train"], 16 classes; a class's k counts turns by 360°/rotations) with Adam, and
+    return its hidden layers' parameters: the flat
     θ of every layer but the output one, in learners.unflatten's order.
 
     θ^0 ~ N(0, 0.01²); each of the `steps` minibatches is `batch` images, each of a uniformly drawn
@@ -86,7 +87,7 @@ def pretrain_classifier(rng, classes, steps, hidden=(32,), activation="relu", ba
     n_hidden = sum(sizes[:-1])
     source, pools = _pools(images)
     digits = numpy.array([d for d, _ in classes])
-    turns, n_rotations = numpy.array([k for _, k in classes]), rotations
+    turns = numpy.array([k for _, k in classes])
     eye = numpy.eye(len(classes))
 
     def batch_loss(theta, X, y):
@@ -98,10 +99,10 @@ def pretrain_classifier(rng, classes, steps, hidden=(32,), activation="relu", ba
         y = rng.integers(len(classes), size=batch)                                     # (B,)
         index = numpy.array([pools[d][rng.integers(len(pools[d]))] for d in digits[y]])
         X = numpy.empty((batch, 784))
-        for k in range(n_rotations):
+        for k in range(rotations):
             mask = turns[y] == k
             if mask.any():
-                X[mask] = rotate(source[index[mask]], k, n_rotations)
+                X[mask] = rotate(source[index[mask]], k, rotations)
         loss, grad = value_and_grad(batch_loss)(adam.params(state), X, y)
         state = adam.update(phi, state, grad, loss)
     return adam.params(state)[:n_hidden]

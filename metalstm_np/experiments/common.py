@@ -16,12 +16,12 @@ import numpy
 
 from ..evaluation import EVAL_SEED, TUNE_SEED, run_on_tasks
 from ..learners import MLP, Quadratic, mnist_split
-from ..pool import BLAS_THREAD_VARS, executor, process_pool, run_jobs  # noqa: F401  (re-exported)
+from ..pool import BLAS_THREAD_VARS, process_pool, run_jobs  # noqa: F401  (re-exported)
 from ..optimizers import make_optimizer
 from ..serialization import load_phi
 
 __all__ = ["EVAL_SEED", "TUNE_SEED", "BASELINES", "SETTINGS", "Setting", "Context", "Job", "run_job",
-           "run_named", "evaluation_experiment", "curves_table", "process_pool", "pretrained_path",
+           "run_named", "evaluation_experiment", "curves_table", "plus_minus", "paired_cells", "process_pool", "pretrained_path",
            "load_tuned", "number", "summarize", "plot_curves", "compare", "save_figure"]
 
 BASELINES = ("sgd", "nag", "rmsprop", "adam")
@@ -203,10 +203,10 @@ class Context:
         names = {_name(setting, label) for setting, methods in requests for label, *_ in methods}
         self.cache.update({name: result for name, result in done.items() if name in names})
 
-    def evaluate(self, requests, pool=None):
+    def evaluate(self, requests):
         """requests: [(setting, [(label, name, config, φ)])] -> {(setting key, label): result}.
-        Runs what is not cached yet, in parallel (in `pool`, if given), longest jobs first."""
-        self.cache.update(run_named(self.jobs(requests), pool, self.workers))
+        Runs what is not cached yet, in a pool of self.workers processes, longest jobs first."""
+        self.cache.update(run_named(self.jobs(requests), workers=self.workers))
         return {(s.key, m[0]): self.cache[_name(s, m[0])] for s, methods in requests for m in methods}
 
 
@@ -220,13 +220,18 @@ def number(x, spec):
 
 
 def _fmt(mean, std=None):
-    if mean is None or mean == float("inf"):
-        return "diverged"
-    return f"{mean:.4g}" if std is None else f"{mean:.4g} ± {std:.2g}"
+    text = number(mean, ".4g")
+    return text if std is None or text == "diverged" else f"{text} ± {number(std, '.2g')}"
 
 
-def _paired(d, runs):
-    return f"{number(d['mean'], '+.4f')} ± {number(d['se'], '.4f')} | {d['wins']} of {runs} |"
+def plus_minus(d):
+    """'+0.0123 ± 0.0045': a paired difference {mean, se} as the tables and findings print it."""
+    return f"{number(d['mean'], '+.4f')} ± {number(d['se'], '.4f')}"
+
+
+def paired_cells(d, runs):
+    """The table cells of a paired difference: 'mean ± se | wins of runs |'."""
+    return f"{plus_minus(d)} | {d['wins']} of {runs} |"
 
 
 def curves_table(results, keys, extra_rows=()):
@@ -259,7 +264,7 @@ def curves_table(results, keys, extra_rows=()):
         for method, at in block["ratio_to_best_baseline"].items():
             for step, r in at.items():
                 rows.append(f"| {key} | {method} | {step[1:]} | {r['best_baseline']} | {number(r['ratio'], '.3f')} | "
-                            + _paired(r["paired_difference"], block["runs"]))
+                            + paired_cells(r["paired_difference"], block["runs"]))
     return "\n".join(rows + list(extra_rows)) + "\n"
 
 

@@ -2,7 +2,7 @@ r"""E4 — why the second LSTM layer: a one-layer LSTM optimizer trained exactly
 task family, horizon, truncation, meta-learning rate and number of trajectories), against the
 two-layer one and the tuned baselines on the E2 protocol.
 """
-from .common import SETTINGS, compare, curves_table, evaluation_experiment, number, paired_difference, save_figure
+from .common import SETTINGS, compare, curves_table, evaluation_experiment, paired_cells, paired_difference, save_figure
 from .e2_mnist import LEARNED
 
 LEARNED_BOTH = {**LEARNED, "LSTM, one layer": "l2l1_mnist.npz"}
@@ -31,7 +31,7 @@ def table(results):
     two, one = LEARNED_BOTH
     rows = [f"| E4_one_layer | two layers, against one layer | {step[1:]} | (one layer) | "
             f"{block['methods'][two][f'loss_mean{step}'] / block['methods'][one][f'loss_mean{step}']:.3f} | "
-            f"{number(d['mean'], '+.4f')} ± {number(d['se'], '.4f')} | {d['wins']} of {block['runs']} |"
+            + paired_cells(d, block["runs"])
             for step, d in block.get("two_minus_one_layer", {}).items()]
     return curves_table(results, ("E4_one_layer",), rows)
 

@@ -39,7 +39,7 @@ import numpy
 
 from .. import fewshot, fewshot_baselines, gates
 from ..evaluation import EVAL_SEED, TUNE_SEED, task_rng
-from ..learners import MLP
+from ..learners import MLP, mlp_shapes, n_params
 from ..optimizers import adam, sgd
 from ..serialization import WeightsError, load_phi
 from .common import Job, run_named
@@ -57,6 +57,7 @@ PRETRAIN_LR = 1e-3             # Adam's
 FINETUNE = {"sgd": sgd, "adam": adam}
 MNIST_WEIGHTS = "metalstm_mnist.npz"
 MNIST_LEARNER = dict(hidden=(20,), activation="sigmoid")    # the E2 learner
+MNIST_N_PARAMS = n_params(mlp_shapes(784, MNIST_LEARNER["hidden"], 10))
 
 
 @dataclass(frozen=True)
@@ -231,7 +232,7 @@ def jobs(ctx, protocol=None):
         out[f"e5/{s.key}/nearest_neighbour"] = Job(_nearest_neighbour_job, (s, protocol),
                                                    cost=protocol.episodes * n / s.steps)
     out["e5/mnist_gates"] = Job(_mnist_gates_job, (ctx.weights, protocol),
-                                cost=protocol.mnist_gate_runs * protocol.mnist_gate_steps * 15910 * 50)
+                                cost=protocol.mnist_gate_runs * protocol.mnist_gate_steps * MNIST_N_PARAMS * 50)
     return out
 
 

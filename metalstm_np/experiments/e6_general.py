@@ -20,7 +20,8 @@ from ..learners import MLP
 from ..optimizers import make_optimizer
 from ..serialization import load_phi
 from ..tuning import quarter_decades
-from .common import BASELINES, Setting, evaluation_experiment, number, paired_difference, plot_curves, summarize
+from .common import (BASELINES, Setting, evaluation_experiment, number, paired_difference, plot_curves, plus_minus,
+                     summarize)
 
 KEY = "E6_general"
 RUNS = 20                    # evaluation tasks per cell
@@ -165,7 +166,7 @@ def table(results):
         for label in block["learned"]:
             d = cell["learned"][label]["paired_difference"]
             cells += [number(cell["loss_mean"][label], ".4g"), number(cell["learned"][label]["ratio"], ".3f"),
-                      f"{number(d['mean'], '+.4f')} ± {number(d['se'], '.4f')}", f"{d['wins']} of {cell['runs']}"]
+                      plus_minus(d), f"{d['wins']} of {cell['runs']}"]
         rows.append("| " + " | ".join(cells) + " |")
     if block.get("ablation"):
         cells = list(block["ablation"])
@@ -178,7 +179,7 @@ def table(results):
                 a = block["ablation"][c][v]
                 d = a["minus_all_remedies"]
                 entries.append(number(a["loss_mean"], ".4g") + ("" if v == block["ablation_variants"][0] else
-                               f" ({number(d['mean'], '+.4f')} ± {number(d['se'], '.4f')})"))
+                               f" ({plus_minus(d)})"))
             rows.append(f"| {v} | " + " | ".join(entries) + " |")
         rows.append("| best tuned baseline | " + " | ".join(
             f"{number(block['cells'][c]['loss_mean'][block['cells'][c]['best_baseline']], '.4g')} "

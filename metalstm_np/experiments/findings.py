@@ -6,7 +6,7 @@ S`, `metalstm fewshot evaluate --eval-seed S`), or is None. A claim that a learn
 differences on the same tasks show (`verdict`): at least two standard errors below zero on both
 seeds, on the first only, within noise, or behind.
 """
-from .common import number
+from .common import number, plus_minus
 from .e5_fewshot import METHODS
 
 __all__ = ["verdict", "findings"]
@@ -22,11 +22,6 @@ def _behind(d):
     return d["mean"] is not None and d["se"] is not None and d["mean"] - 2 * d["se"] > 0
 
 
-def paired(d):
-    """'−0.0330 ± 0.0102' from a paired difference {mean, se}."""
-    return f"{number(d['mean'], '+.4f')} ± {number(d['se'], '.4f')}"
-
-
 def verdict(d, again=None):
     r"""How a paired difference (learned − baseline, per task) reads: d on the evaluation seed,
     again (or None) the same difference on the re-check seed."""
@@ -36,7 +31,7 @@ def verdict(d, again=None):
         if again is None:
             return "ahead by two standard errors or more (not re-checked on another seed)"
         return ("ahead by two standard errors or more on both evaluation seeds" if _ahead(again)
-                else f"ahead by two standard errors or more on the first evaluation seed only (re-check: {paired(again)})")
+                else f"ahead by two standard errors or more on the first evaluation seed only (re-check: {plus_minus(again)})")
     if _behind(d):
         return "behind by two standard errors or more"
     return "within two standard errors (no result)"
@@ -59,7 +54,7 @@ def _against_best(results, recheck, key, step, label="LSTM (l2l)"):
     again = _get(recheck, key, "ratio_to_best_baseline", label, f"@{step}", "paired_difference")
     d = r["paired_difference"]
     return (f"at step {step} its loss is {number(r['ratio'], '.3f')}× tuned {NAMES[r['best_baseline']]}'s "
-            f"(lower on {d['wins']} of {results[key]['runs']} tasks, paired difference {paired(d)}): "
+            f"(lower on {d['wins']} of {results[key]['runs']} tasks, paired difference {plus_minus(d)}): "
             f"{verdict(d, again)}")
 
 
@@ -83,7 +78,7 @@ def _loss_paragraphs(results, recheck):
         for step, d in block["two_minus_one_layer"].items():
             again = _get(recheck, "E4_one_layer", "two_minus_one_layer", step)
             parts.append(f"at step {step[1:]} the two-layer optimizer's loss minus the one-layer one's is "
-                         f"{paired(d)}, lower on {d['wins']} of {block['runs']} tasks: {verdict(d, again)}")
+                         f"{plus_minus(d)}, lower on {d['wins']} of {block['runs']} tasks: {verdict(d, again)}")
         out.append("**E4, one LSTM layer against two** (`figures/e4_one_layer.png`): " + "; ".join(parts) + ".")
     return out
 
