@@ -364,7 +364,7 @@ def _train_into(args, out, checkpoint, optimizer, family, validation, config, do
     print(f"best φ: {out / 'best.npz'}; checkpoint: {checkpoint}; log: {out / 'log.txt'}")
 
 
-# where the re-checks on other evaluation seeds are kept: `figures --only e1,e2,e3,e6 --eval-seed 3000
+# where the re-checks on other evaluation seeds are kept: `figures --only e1,e2,e3,e4,e6 --eval-seed 3000
 # --out figures/seed3000` and `fewshot evaluate --eval-seed 4000 --out figures/fewshot_seed4000`
 RECHECK = ("seed3000/results.json", "fewshot_seed4000/fewshot_results.json")
 EXPLODED = 1000.0     # a validation score this many times the untrained φ's (or 1) is reported
