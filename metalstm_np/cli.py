@@ -146,10 +146,13 @@ def family_from_args(args, split="train"):
     """The task family the flags describe; MLP minibatches come from `split`. The MLP's flags are
     refused on the quadratics, which they would not change."""
     given = {name: getattr(args, name) for name in MLP_FLAGS if getattr(args, name) is not None}
+    count = getattr(args, "quadratics", None)
     if args.task == "quadratic":
         if given:
             raise UsageError(f"--{next(iter(given))} is a flag of --task mlp; the quadratics do not use it")
-        return Quadratic()
+        return Quadratic(count=count or 1)
+    if count is not None:
+        raise UsageError(f"--quadratics {count} is a flag of --task quadratic; the MLP does not use it")
     size = {**MLP_FLAGS, **given}
     n_params = 784 * size["hidden"] + (size["layers"] - 1) * size["hidden"] ** 2 + 10 * size["hidden"]   # weights
     if n_params > 10_000_000:          # a learned optimizer keeps ~80 floats per parameter: ~3 GB
@@ -185,7 +188,7 @@ def cmd_evaluate(args):
     optimizer, phi = optimizer_from_args(args)
     family = family_from_args(args)
     if "c_0" in phi:                       # a learned θ^0 fits one learner only
-        n = family.dim if isinstance(family, Quadratic) else family.n_params
+        n = family.n_params
         if numpy.shape(phi["c_0"]) != (n,):
             raise UsageError(f"--weights {args.weights}: its learned θ^0 has {numpy.size(phi['c_0'])} "
                              f"parameters; this learner has {n}")
@@ -715,6 +718,9 @@ def build_parser():
     tr.add_argument("--plus-square", type=_count(1_000_000), default=None, metavar="DIM",
                     help="meta-train on the task plus a random convex square of DIM more coordinates "
                          "(Lv et al. 2017)")
+    tr.add_argument("--quadratics", type=_count(100_000), default=None, metavar="K",
+                    help="--task quadratic: K independent quadratics side by side in each training and "
+                         "validation task (1): a batch of K tasks at about the cost of one")
     tr.add_argument("--eta", type=_gate, default=None,
                     help="metalstm: start with z^i ≈ η (b^I = logit η) instead of the paper's z^i ≈ 0.01")
     add_training_arguments(tr, TrainConfig())

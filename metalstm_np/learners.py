@@ -43,11 +43,29 @@ class Quadratic:
     r"""Random quadratics f(θ) = ||Wθ − y||², W and y standard normal (Andrychowicz et al. 2016, sec. 3.1).
 
     θ^0 ~ N(0, 0.01²) as in the paper's code. The loss does not depend on t, and held-out loss = loss.
+
+    `count` > 1 puts that many independent quadratics side by side in one θ of count · dim
+    coordinates, f(θ) = Σ_k ||W_k θ_k − y_k||²: each coordinate's gradient is the one it has in its
+    own quadratic, so a coordinatewise optimizer runs exactly as on `count` separate tasks, at about
+    the cost of one, and the meta-gradient of one such task is the sum of theirs: `count` times a
+    batch of `count` tasks' mean. This is the official code's batch of 128 quadratics, summed where
+    it averages, so that the gradients keep the scale of one quadratic. For meta-training.
     """
 
     dim: int = 10
+    count: int = 1
+
+    def __post_init__(self):
+        if int(self.dim) != self.dim or self.dim < 1 or int(self.count) != self.count or self.count < 1:
+            raise ValueError(f"a quadratic's dim ({self.dim!r}) and count ({self.count!r}) must be positive integers")
+
+    @property
+    def n_params(self):
+        return self.dim * self.count
 
     def sample(self, rng):
+        if self.count > 1:
+            return self._sample_side_by_side(rng)
         W = rng.standard_normal((self.dim, self.dim))
         y = rng.standard_normal(self.dim)
         theta0 = 0.01 * rng.standard_normal(self.dim)
@@ -55,6 +73,17 @@ class Quadratic:
         def f(theta):
             r = W @ theta - y
             return np.dot(r, r)
+
+        return Task(theta0=theta0, loss=lambda theta, t: f(theta), heldout_loss=f)
+
+    def _sample_side_by_side(self, rng):
+        W = rng.standard_normal((self.count, self.dim, self.dim))
+        y = rng.standard_normal((self.count, self.dim))
+        theta0 = 0.01 * rng.standard_normal(self.count * self.dim)
+
+        def f(theta):
+            r = np.einsum("kij,kj->ki", W, np.reshape(theta, (self.count, self.dim))) - y
+            return np.sum(r * r)
 
         return Task(theta0=theta0, loss=lambda theta, t: f(theta), heldout_loss=f)
 

@@ -241,6 +241,8 @@ def test_a_learner_too_big_for_memory_is_refused_with_the_estimate(capsys):
     (TINY_TRAIN + ["--optimizer", "metalstm", "--output-scale", "2"], "--output-scale is an option of --optimizer l2l"),
     (TINY_TRAIN + ["--optimizer", "metalstm", "--preprocess", "raw"], "--preprocess is an option of --optimizer l2l"),
     (TINY_TRAIN + ["--step", "0.2"], "--step is an option of --optimizer rnnprop"),
+    (["train", "--task", "mlp", "--quadratics", "8"], "--quadratics 8 is a flag of --task quadratic"),
+    (TINY_TRAIN + ["--quadratics", "0"], "--quadratics: expected a positive integer from 1 to 100,000, got '0'"),
 ])
 def test_flags_that_do_not_apply_are_refused(capsys, tmp_path, argv, message):
     assert message in one_error_line(capsys, *argv, *(["--out", str(tmp_path / "o")] if argv[0] == "train" else []))
@@ -348,3 +350,14 @@ def test_well_formed_but_wrong_npz_files_give_only_the_librarys_errors(tmp_path,
             loader(path)
         except LIBRARY_ERRORS:
             pass
+
+
+def test_quadratics_side_by_side_train_and_resume_only_with_the_same_count(capsys, tmp_path):
+    """`train --quadratics 3` trains on tasks of three quadratics (its checkpoint says so);
+    resuming it with another count would change the tasks, and is refused with both named."""
+    out = str(tmp_path / "q3")
+    assert main([*TINY_TRAIN, "--quadratics", "3", "--out", out]) == 0
+    _, _, saved = load_checkpoint(tmp_path / "q3" / "checkpoint.npz")
+    assert saved["family"] == "Quadratic(dim=10, count=3)"
+    line = one_error_line(capsys, *TINY_TRAIN[:6], "4", *TINY_TRAIN[7:], "--quadratics", "2", "--out", out, "--resume")
+    assert "Quadratic(dim=10, count=3)" in line and "Quadratic(dim=10, count=2)" in line

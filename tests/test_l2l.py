@@ -200,3 +200,24 @@ def test_one_phi_runs_on_learners_of_different_sizes():
 def test_permuting_coordinates_permutes_the_updates():
     opt = l2l(hidden=HIDDEN)
     assert_permutation_equivariant(opt, lively_phi(opt, 21), seed=22)
+
+
+def test_quadratics_side_by_side_train_like_a_batch_of_tasks():
+    r"""On Quadratic(count=K) the coordinatewise LSTM takes, block by block, the steps it takes on
+    each of the K quadratics alone (raw gradients, output scale 1: E1's optimizer), and the
+    meta-gradient of the task is the sum of theirs: one task of K quadratics is a batch of K."""
+    from test_learners import _quadratics_side_by_side
+    from metalstm_np.unroll import meta_value_and_grad
+
+    opt = l2l(hidden=HIDDEN, preprocess="raw", output_scale=1.0, dtype="float64")
+    phi = lively_phi(opt, 21)
+    task, singles = _quadratics_side_by_side(3, 4, seed=22)
+    thetas, losses, _ = trajectory(opt, phi, task, 6)
+    alone = [trajectory(opt, phi, single, 6) for single in singles]
+    np.testing.assert_allclose(thetas, np.concatenate([a[0] for a in alone], axis=1), rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(losses, sum(a[1] for a in alone), rtol=1e-11)
+    assert np.max(np.abs(thetas[-1] - thetas[0])) > 1e-2
+    value, g, _ = meta_value_and_grad(opt, phi, task, steps=6)
+    parts = [meta_value_and_grad(opt, phi, single, steps=6) for single in singles]
+    np.testing.assert_allclose(value, sum(p[0] for p in parts), rtol=1e-11)
+    np.testing.assert_allclose(ravel_tree(g), sum(ravel_tree(p[1]) for p in parts), rtol=1e-9, atol=1e-12)

@@ -57,6 +57,55 @@ def test_sampling_is_a_function_of_the_seed():
     assert isinstance(a, Task)
 
 
+def _quadratics_side_by_side(count, dim, seed):
+    """A task of `count` quadratics side by side, and the `count` single quadratics it is made of
+    (rebuilt from the same draws: W, then y, then θ^0)."""
+    task = Quadratic(dim=dim, count=count).sample(np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    W, y = rng.standard_normal((count, dim, dim)), rng.standard_normal((count, dim))
+    theta0 = 0.01 * rng.standard_normal(count * dim)
+    singles = [Task(theta0=theta0[k * dim:(k + 1) * dim],
+                    loss=lambda theta, t, k=k: np.sum((W[k] @ theta - y[k]) ** 2),
+                    heldout_loss=lambda theta, k=k: np.sum((W[k] @ theta - y[k]) ** 2)) for k in range(count)]
+    return task, singles
+
+
+def test_quadratics_side_by_side_are_their_sum():
+    r"""Quadratic(count=K): f(θ) = Σ_k ||W_k θ_k − y_k||² with the draws in order, θ^0 the K
+    θ^0_k; its gradient is the K gradients side by side, its Hessian block diagonal."""
+    task, singles = _quadratics_side_by_side(4, 3, seed=7)
+    theta = np.random.default_rng(8).standard_normal(12)
+    parts = np.split(theta, 4)
+    np.testing.assert_allclose(task.loss(theta, 5), sum(s.loss(p, 5) for s, p in zip(singles, parts)), rtol=1e-13)
+    np.testing.assert_allclose(grad(task.loss)(theta, 0), np.concatenate(
+        [grad(s.loss)(p, 0) for s, p in zip(singles, parts)]), rtol=1e-12, atol=1e-12)
+    H = hessian(task.heldout_loss)(theta)
+    for a in range(4):
+        for b in range(4):
+            block = H[3 * a:3 * a + 3, 3 * b:3 * b + 3]
+            if a == b:
+                np.testing.assert_allclose(block, hessian(singles[a].loss)(parts[a], 0), rtol=1e-12)
+            else:
+                assert not block.any()
+    np.testing.assert_array_equal(task.theta0, np.concatenate([s.theta0 for s in singles]))
+    assert Quadratic(dim=3, count=4).n_params == 12 and Quadratic().n_params == 10
+
+
+def test_one_quadratic_side_by_side_is_the_plain_quadratic():
+    """count=1 is the plain family, the same task from the same seed (E1's tasks do not change)."""
+    a = Quadratic(dim=5).sample(np.random.default_rng(9))
+    b = Quadratic(dim=5, count=1).sample(np.random.default_rng(9))
+    theta = np.arange(5.0)
+    np.testing.assert_array_equal(a.theta0, b.theta0)
+    assert a.loss(theta, 0) == b.loss(theta, 0)
+
+
+@pytest.mark.parametrize("bad", [dict(count=0), dict(count=2.5), dict(dim=0)])
+def test_quadratic_refuses_a_bad_size(bad):
+    with pytest.raises(ValueError, match="must be positive integers"):
+        Quadratic(**bad)
+
+
 # ------------------------------------------------------------------------------- MLP: structure
 
 

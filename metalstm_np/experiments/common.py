@@ -189,7 +189,7 @@ class Context:
         runs not cached yet."""
         jobs = {}
         for setting, methods in requests:
-            n = setting.family.n_params if isinstance(setting.family, MLP) else setting.family.dim
+            n = setting.family.n_params
             steps, runs = self.protocol(setting)
             for label, name, config, phi in methods:
                 if _name(setting, label) not in self.cache:

@@ -35,13 +35,16 @@ def scores(optimizer, phi, tasks, config, at_steps=(100, 200)):
 
 
 VALIDATION_FAMILIES = {"mnist": MLP(split="validation"), "quadratic": Quadratic(),   # as `metalstm train`
+                       # as `metalstm train --task quadratic --quadratics 128` (E1): every number
+                       # is a sum over a task's 128 quadratics, as in that run's log
+                       "quadratic_x128": Quadratic(count=128),
                        # the other families, on the same validation images: to check a candidate's
                        # generalization without looking at the evaluation tasks
                        "mnist_40": MLP((40,), split="validation"),
                        "mnist_2layers": MLP((20, 20), split="validation"),
                        "mnist_relu": MLP((20,), "relu", split="validation"),
                        "mnist_tanh": MLP((20,), "tanh", split="validation")}
-TUNED_KEY = {"mnist_tanh": "e6/mnist_tanh@100"}       # default: the setting's own key
+TUNED_KEY = {"mnist_tanh": "e6/mnist_tanh@100", "quadratic_x128": "quadratic"}   # default: the setting's own key
 
 
 def main(argv=None):
