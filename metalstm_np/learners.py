@@ -59,6 +59,9 @@ class Quadratic:
         if int(self.dim) != self.dim or self.dim < 1 or int(self.count) != self.count or self.count < 1:
             raise ValueError(f"a quadratic's dim ({self.dim!r}) and count ({self.count!r}) must be positive integers")
 
+    def __repr__(self):          # count only where it is not 1: older checkpoints name the family without it
+        return f"Quadratic(dim={self.dim}" + (f", count={self.count})" if self.count != 1 else ")")
+
     @property
     def n_params(self):
         return self.dim * self.count

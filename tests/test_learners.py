@@ -89,6 +89,8 @@ def test_quadratics_side_by_side_are_their_sum():
                 assert not block.any()
     np.testing.assert_array_equal(task.theta0, np.concatenate([s.theta0 for s in singles]))
     assert Quadratic(dim=3, count=4).n_params == 12 and Quadratic().n_params == 10
+    # a checkpoint names its family by repr: one quadratic keeps the name it had before `count`
+    assert repr(Quadratic()) == "Quadratic(dim=10)" and repr(Quadratic(count=128)) == "Quadratic(dim=10, count=128)"
 
 
 def test_one_quadratic_side_by_side_is_the_plain_quadratic():
