@@ -606,6 +606,9 @@ def cmd_figures(args):
     with _pool(args, default=2) as pool, _bar(None, "figures", "run") as bar:
         results = run_all(out, quick=args.quick, only=only, tuned=args.tuned, weights=args.weights,
                           eval_seed=args.eval_seed, pool=pool, progress=bar)
+    # the tables and findings from results.json as written (keys sorted), not from the dicts in the
+    # order the jobs finished in: the README is then a function of that file alone
+    results = json.loads((out / "results.json").read_text())
     print(results_table(results))
     print(f"figures and results.json in {out}/ ({results['seconds']:.0f} s)")
     if args.readme:
@@ -720,7 +723,7 @@ def build_parser():
                          "(Lv et al. 2017)")
     tr.add_argument("--quadratics", type=_count(100_000), default=None, metavar="K",
                     help="--task quadratic: K independent quadratics side by side in each training and "
-                         "validation task (1): a batch of K tasks at about the cost of one")
+                         "validation task (1): a batch of K tasks at a small part of their cost")
     tr.add_argument("--eta", type=_gate, default=None,
                     help="metalstm: start with z^i ≈ η (b^I = logit η) instead of the paper's z^i ≈ 0.01")
     add_training_arguments(tr, TrainConfig())

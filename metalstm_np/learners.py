@@ -15,6 +15,7 @@ The learner's parameters are flattened once: θ is one vector, and `unflatten` c
 weight matrices with the coordinates in a fixed order (layer by layer, W then b).
 """
 import functools
+import numbers
 from dataclasses import dataclass
 from typing import Callable
 
@@ -46,8 +47,8 @@ class Quadratic:
 
     `count` > 1 puts that many independent quadratics side by side in one θ of count · dim
     coordinates, f(θ) = Σ_k ||W_k θ_k − y_k||²: each coordinate's gradient is the one it has in its
-    own quadratic, so a coordinatewise optimizer runs exactly as on `count` separate tasks, at about
-    the cost of one, and the meta-gradient of one such task is the sum of theirs: `count` times a
+    own quadratic, so a coordinatewise optimizer runs exactly as on `count` separate tasks, at a small
+    part of their cost (benchmarks/bench_quadratics.py), and the meta-gradient of one such task is the sum of theirs: `count` times a
     batch of `count` tasks' mean. This is the official code's batch of 128 quadratics, summed where
     it averages, so that the gradients keep the scale of one quadratic. For meta-training.
     """
@@ -56,7 +57,8 @@ class Quadratic:
     count: int = 1
 
     def __post_init__(self):
-        if int(self.dim) != self.dim or self.dim < 1 or int(self.count) != self.count or self.count < 1:
+        if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
+                   for v in (self.dim, self.count)):
             raise ValueError(f"a quadratic's dim ({self.dim!r}) and count ({self.count!r}) must be positive integers")
 
     def __repr__(self):          # count only where it is not 1: older checkpoints name the family without it
@@ -80,8 +82,8 @@ class Quadratic:
         return Task(theta0=theta0, loss=lambda theta, t: f(theta), heldout_loss=f)
 
     def _sample_side_by_side(self, rng):
-        W = rng.standard_normal((self.count, self.dim, self.dim))
-        y = rng.standard_normal((self.count, self.dim))
+        W = rng.standard_normal((self.count, self.dim, self.dim))      # (K, dim, dim)
+        y = rng.standard_normal((self.count, self.dim))                 # (K, dim)
         theta0 = 0.01 * rng.standard_normal(self.count * self.dim)
 
         def f(theta):

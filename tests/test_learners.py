@@ -94,15 +94,17 @@ def test_quadratics_side_by_side_are_their_sum():
 
 
 def test_one_quadratic_side_by_side_is_the_plain_quadratic():
-    """count=1 is the plain family, the same task from the same seed (E1's tasks do not change)."""
-    a = Quadratic(dim=5).sample(np.random.default_rng(9))
-    b = Quadratic(dim=5, count=1).sample(np.random.default_rng(9))
-    theta = np.arange(5.0)
-    np.testing.assert_array_equal(a.theta0, b.theta0)
-    assert a.loss(theta, 0) == b.loss(theta, 0)
+    """The side-by-side construction with K = 1 draws the task the plain one draws from the same
+    seed (θ^0 and f to rounding): one family, whose single-quadratic tasks (E1's) do not change."""
+    plain = Quadratic(dim=5).sample(np.random.default_rng(9))
+    side = Quadratic(dim=5)._sample_side_by_side(np.random.default_rng(9))
+    np.testing.assert_array_equal(plain.theta0, side.theta0)
+    for theta in (np.arange(5.0), np.random.default_rng(10).standard_normal(5)):
+        np.testing.assert_allclose(side.loss(theta, 0), plain.loss(theta, 0), rtol=1e-13)
 
 
-@pytest.mark.parametrize("bad", [dict(count=0), dict(count=2.5), dict(dim=0)])
+@pytest.mark.parametrize("bad", [dict(count=0), dict(count=2.5), dict(count=2.0), dict(count=True), dict(dim=0),
+                                 dict(dim=10.0)])
 def test_quadratic_refuses_a_bad_size(bad):
     with pytest.raises(ValueError, match="must be positive integers"):
         Quadratic(**bad)

@@ -55,3 +55,20 @@ def test_validation_baselines_scores_the_quadratic_setting_and_checks_its_flags(
     with pytest.raises(SystemExit):
         validation_baselines.main(["--tasks", "0"])
     assert "--tasks must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_the_shipped_e1_optimizer_scores_the_best_validation_score_of_its_log():
+    r"""E1's shipped φ, on the 20 validation tasks of 128 quadratics its training run early-stopped
+    on (seed 0), scores the best validation score its log recorded (printed to six digits): the
+    weights are that run's best.npz, `--quadratics 128` validated on those tasks, and
+    validation_baselines' quadratic_x128 setting draws them."""
+    from metalstm_np.experiments.validation_baselines import VALIDATION_FAMILIES
+    from metalstm_np.meta_train import draw_validation_tasks, validation_score
+    from metalstm_np.serialization import load_phi
+
+    optimizer, phi, _ = load_phi(PRETRAINED / "l2l_quadratic.npz")
+    log = (Path(__file__).resolve().parents[1] / "provenance" / "l2l_quadratic.log.txt").read_text().splitlines()
+    best = min(float(w[w.index("validation") + 1]) for w in (line.split() for line in log) if "validation" in w)
+    config = TrainConfig(validate_on="final", validation_tasks=20)
+    tasks = draw_validation_tasks(VALIDATION_FAMILIES["quadratic_x128"], 0, 20)     # as `metalstm train --quadratics 128`
+    assert validation_score(optimizer, phi, tasks, config) == pytest.approx(best, rel=1e-5)
