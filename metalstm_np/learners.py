@@ -45,12 +45,13 @@ class Quadratic:
 
     θ^0 ~ N(0, 0.01²) as in the paper's code. The loss does not depend on t, and held-out loss = loss.
 
-    `count` > 1 puts that many independent quadratics side by side in one θ of count · dim
-    coordinates, f(θ) = Σ_k ||W_k θ_k − y_k||²: each coordinate's gradient is the one it has in its
-    own quadratic, so a coordinatewise optimizer runs exactly as on `count` separate tasks, at a small
-    part of their cost (benchmarks/bench_quadratics.py), and the meta-gradient of one such task is the sum of theirs: `count` times a
-    batch of `count` tasks' mean. This is the official code's batch of 128 quadratics, summed where
-    it averages, so that the gradients keep the scale of one quadratic. For meta-training.
+    `count` = K > 1 puts K independent quadratics side by side in one θ of K · dim coordinates,
+    f(θ) = Σ_k ||W_k θ_k − y_k||²: each coordinate's gradient is the one it has in its own
+    quadratic, so a coordinatewise optimizer runs exactly as on K separate tasks, at a small part of
+    their cost (benchmarks/bench_quadratics.py), and the meta-gradient of one such task is the sum
+    of theirs: K times a batch of K tasks' mean. This is the official code's batch of 128
+    quadratics, summed where it averages, so that the gradients keep the scale of one quadratic.
+    For meta-training.
     """
 
     dim: int = 10
@@ -69,19 +70,6 @@ class Quadratic:
         return self.dim * self.count
 
     def sample(self, rng):
-        if self.count > 1:
-            return self._sample_side_by_side(rng)
-        W = rng.standard_normal((self.dim, self.dim))
-        y = rng.standard_normal(self.dim)
-        theta0 = 0.01 * rng.standard_normal(self.dim)
-
-        def f(theta):
-            r = W @ theta - y
-            return np.dot(r, r)
-
-        return Task(theta0=theta0, loss=lambda theta, t: f(theta), heldout_loss=f)
-
-    def _sample_side_by_side(self, rng):
         W = rng.standard_normal((self.count, self.dim, self.dim))      # (K, dim, dim)
         y = rng.standard_normal((self.count, self.dim))                 # (K, dim)
         theta0 = 0.01 * rng.standard_normal(self.count * self.dim)
@@ -89,6 +77,13 @@ class Quadratic:
         def f(theta):
             r = np.einsum("kij,kj->ki", W, np.reshape(theta, (self.count, self.dim))) - y
             return np.sum(r * r)
+
+        if self.count == 1:          # the same draws; one quadratic's f as it always was, bit for bit
+            W1, y1 = W[0], y[0]
+
+            def f(theta):
+                r = W1 @ theta - y1
+                return np.dot(r, r)
 
         return Task(theta0=theta0, loss=lambda theta, t: f(theta), heldout_loss=f)
 

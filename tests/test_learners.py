@@ -93,14 +93,17 @@ def test_quadratics_side_by_side_are_their_sum():
     assert repr(Quadratic()) == "Quadratic(dim=10)" and repr(Quadratic(count=128)) == "Quadratic(dim=10, count=128)"
 
 
-def test_one_quadratic_side_by_side_is_the_plain_quadratic():
-    """The side-by-side construction with K = 1 draws the task the plain one draws from the same
-    seed (θ^0 and f to rounding): one family, whose single-quadratic tasks (E1's) do not change."""
-    plain = Quadratic(dim=5).sample(np.random.default_rng(9))
-    side = Quadratic(dim=5)._sample_side_by_side(np.random.default_rng(9))
-    np.testing.assert_array_equal(plain.theta0, side.theta0)
+def test_one_quadratic_draws_the_task_it_always_drew():
+    """count = 1 (E1's evaluation tasks): W, then y, then θ^0 from the generator, and
+    f = ||Wθ − y||² with them, bit for bit (the side-by-side form is checked against single
+    quadratics above)."""
+    rng = np.random.default_rng(9)
+    W, y, theta0 = rng.standard_normal((5, 5)), rng.standard_normal(5), 0.01 * rng.standard_normal(5)
+    task = Quadratic(dim=5).sample(np.random.default_rng(9))
+    np.testing.assert_array_equal(task.theta0, theta0)
     for theta in (np.arange(5.0), np.random.default_rng(10).standard_normal(5)):
-        np.testing.assert_allclose(side.loss(theta, 0), plain.loss(theta, 0), rtol=1e-13)
+        r = W @ theta - y
+        assert task.loss(theta, 0) == task.heldout_loss(theta) == np.dot(r, r)
 
 
 @pytest.mark.parametrize("bad", [dict(count=0), dict(count=2.5), dict(count=2.0), dict(count=True), dict(dim=0),
