@@ -742,8 +742,9 @@ def build_parser():
                     help="steps of the validation runs (default: --horizon); longer, to choose φ for "
                          "the next horizon of a curriculum (Chen et al. 2020)")
     tr.add_argument("--meta-loss-weights", dest="weights", choices=WEIGHTS, default=TrainConfig().weights,
-                    help="weights of the steps in the meta-loss: uniform (the mean, default) or "
-                         "linear (w_t ∝ t: the same total, shifted to the end of the horizon)")
+                    help="weights of the steps in the meta-loss: uniform (the mean, default), "
+                         "linear (w_t ∝ t: the same total, shifted to the end of the horizon) or "
+                         "piece_ends (the loss at the end of each --unroll piece only, as RNNprop's code)")
     tr.set_defaults(run=cmd_train)
 
     fs = sub.add_parser("fewshot", help="few-shot learning on rotated MNIST (Ravi & Larochelle 2017)")

@@ -52,26 +52,36 @@ class Quadratic:
     of theirs: K times a batch of K tasks' mean. This is the official code's batch of 128
     quadratics, summed where it averages, so that the gradients keep the scale of one quadratic.
     For meta-training.
+
+    `entries` = "uniform" draws W and y uniform on [0, 1) instead: the official code's quadratics
+    (its problems.quadratic uses TensorFlow's default uniform initializer), which are not the paper's.
+    experiments/official_quadratics.py uses them to compare with the numbers reported for that code.
     """
 
     dim: int = 10
     count: int = 1
+    entries: str = "normal"
 
     def __post_init__(self):
         if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
                    for v in (self.dim, self.count)):
             raise ValueError(f"a quadratic's dim ({self.dim!r}) and count ({self.count!r}) must be positive integers")
+        if self.entries not in ("normal", "uniform"):
+            raise ValueError(f"a quadratic's entries must be 'normal' or 'uniform', got {self.entries!r}")
 
-    def __repr__(self):          # count only where it is not 1: older checkpoints name the family without it
-        return f"Quadratic(dim={self.dim}" + (f", count={self.count})" if self.count != 1 else ")")
+    def __repr__(self):          # count and entries only where they are not the defaults: older
+        #                          checkpoints name the family without them
+        return (f"Quadratic(dim={self.dim}" + (f", count={self.count}" if self.count != 1 else "")
+                + (f", entries={self.entries!r}" if self.entries != "normal" else "") + ")")
 
     @property
     def n_params(self):
         return self.dim * self.count
 
     def sample(self, rng):
-        W = rng.standard_normal((self.count, self.dim, self.dim))      # (K, dim, dim)
-        y = rng.standard_normal((self.count, self.dim))                 # (K, dim)
+        draw = rng.standard_normal if self.entries == "normal" else rng.random
+        W = draw((self.count, self.dim, self.dim))      # (K, dim, dim)
+        y = draw((self.count, self.dim))                 # (K, dim)
         theta0 = 0.01 * rng.standard_normal(self.count * self.dim)
 
         def f(theta):

@@ -28,7 +28,9 @@ be validated).
 The meta-loss weighs the steps of the horizon with `weights`: "uniform" (w_t = 1/T, the mean; the
 paper's w_t = 1 up to scale) or "linear" (w_t = 2t / (T(T + 1)), t = 1..T: the same total, shifted
 towards the end of the horizon, so that the optimizer is pushed to keep making progress late
-rather than to win early; see `horizon_weights`).
+rather than to win early) or "piece_ends" (weight only on the last iterate of each truncated piece
+of `unroll` steps, equal among the pieces: the meta-loss of Lv et al.'s RNNprop code, whose every
+piece's loss is f at its end; see `horizon_weights`).
 
 Everything random is a function of (seed, trajectory index), whatever B: trajectory i's task is
 drawn from numpy.random.default_rng([seed, 1, i]) and validation task j from
@@ -75,7 +77,7 @@ __all__ = ["TrainConfig", "VALIDATE_ON", "WEIGHTS", "Diverged", "WorkerLost", "h
 
 
 VALIDATE_ON = ("meta-loss", "final")      # what early stopping scores on the validation tasks
-WEIGHTS = ("uniform", "linear")           # how the meta-loss weighs the steps of the horizon
+WEIGHTS = ("uniform", "linear", "piece_ends")   # how the meta-loss weighs the steps of the horizon
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,10 @@ class TrainConfig:
         if self.meta_loss == "heldout" and self.weights != "uniform":
             raise ValueError(f"the held-out meta-loss is one loss at θ_T: it has no weights over "
                              f"steps to be {self.weights!r}")
+        if (self.weights == "piece_ends" and self.validate_on == "meta-loss"
+                and (self.validation_horizon or self.horizon) < self.unroll):
+            raise ValueError(f"validation_horizon {self.validation_horizon} is shorter than a piece of "
+                             f"unroll ({self.unroll}) steps: the piece_ends meta-loss would weigh no step")
         if self.meta_loss == "heldout" and self.horizon != self.unroll:
             raise ValueError(f"the held-out meta-loss is taken at θ_T once per trajectory: horizon "
                              f"({self.horizon}) must equal unroll ({self.unroll})")
@@ -137,11 +143,17 @@ class Diverged(RuntimeError):
 def horizon_weights(config, horizon=None):
     r"""The meta-loss weights w_1..w_T over the horizon T (default config.horizon), or None for
     "uniform" (w_t = 1/T, which `meta_loss` uses by default). "linear": w_t = 2t / (T(T + 1)),
-    which also sums to 1."""
+    which also sums to 1. "piece_ends": w_t = 1/P where t is a multiple of config.unroll (the last
+    iterate of each of the P whole pieces of T), 0 elsewhere."""
     if config.weights == "uniform":
         return None
     T = config.horizon if horizon is None else horizon
     t = numpy.arange(1, T + 1)
+    if config.weights == "piece_ends":
+        ends = t % config.unroll == 0
+        if not ends.any():
+            raise ValueError(f"a horizon of {T} steps has no end of a piece of {config.unroll} steps")
+        return ends / ends.sum()
     return 2.0 * t / (T * (T + 1))
 
 

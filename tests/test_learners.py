@@ -106,6 +106,23 @@ def test_one_quadratic_draws_the_task_it_always_drew():
         assert task.loss(theta, 0) == task.heldout_loss(theta) == np.dot(r, r)
 
 
+def test_uniform_quadratics_are_the_official_codes():
+    r"""entries = "uniform": W and y uniform on [0, 1) (the official code's problems.quadratic),
+    drawn in the same order as the paper's Gaussian ones, θ^0 still N(0, 0.01²)."""
+    rng = np.random.default_rng(11)
+    W, y, theta0 = rng.random((2, 4, 4)), rng.random((2, 4)), 0.01 * rng.standard_normal(8)
+    task = Quadratic(dim=4, count=2, entries="uniform").sample(np.random.default_rng(11))
+    np.testing.assert_array_equal(task.theta0, theta0)
+    theta = np.random.default_rng(12).standard_normal(8)
+    r = np.einsum("kij,kj->ki", W, theta.reshape(2, 4)) - y
+    np.testing.assert_allclose(task.loss(theta, 3), np.sum(r * r), rtol=1e-14)
+    assert 0 <= W.min() and W.max() < 1
+    assert repr(Quadratic(entries="uniform")) == "Quadratic(dim=10, entries='uniform')"
+    assert repr(Quadratic(count=3, entries="uniform")) == "Quadratic(dim=10, count=3, entries='uniform')"
+    with pytest.raises(ValueError, match="'gaussian'"):
+        Quadratic(entries="gaussian")
+
+
 @pytest.mark.parametrize("bad", [dict(count=0), dict(count=2.5), dict(count=2.0), dict(count=True), dict(dim=0),
                                  dict(dim=10.0)])
 def test_quadratic_refuses_a_bad_size(bad):

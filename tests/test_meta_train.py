@@ -199,6 +199,30 @@ def test_linear_weights_sum_to_one_grow_with_t_and_cut_into_pieces():
     assert horizon_weights(uniform) is None and piece_weights(uniform, 40) is None
 
 
+def test_piece_end_weights_weigh_the_last_iterate_of_each_piece():
+    r"""piece_ends (RNNprop's code): in each piece of `unroll` steps only its last iterate counts, with
+    weight 1 in the piece (so one piece's meta-loss is f(θ) at its end) and 1/P over the horizon of P
+    pieces; the meta-loss of a piece is then exactly the loss at its last step."""
+    from metalstm_np.meta_train import horizon_weights, piece_weights
+    from metalstm_np.unroll import meta_loss, unroll
+    from metalstm_np import sgd
+    config = TrainConfig(horizon=60, unroll=20, weights="piece_ends")
+    w = horizon_weights(config)
+    expected = np.zeros(60)
+    expected[[19, 39, 59]] = 1 / 3
+    np.testing.assert_array_equal(w, expected)
+    for t0 in (0, 20, 40):
+        np.testing.assert_array_equal(piece_weights(config, t0), np.eye(20)[19])
+    np.testing.assert_array_equal(horizon_weights(config, 50), np.eye(50)[19] / 2 + np.eye(50)[39] / 2)
+    phi = {"lr": 0.05, "weight_decay": 0.0}
+    task = Quadratic(3).sample(np.random.default_rng(4))
+    losses, _ = unroll(sgd, phi, task, sgd.init(phi, task.theta0), 20)
+    assert meta_loss(sgd, phi, task, steps=20, weights=piece_weights(config, 0))[0] == losses[20]
+    with pytest.raises(ValueError, match="validation_horizon 10 is shorter than a piece of unroll \\(20\\)"):
+        TrainConfig(horizon=60, unroll=20, weights="piece_ends", validation_horizon=10)
+    TrainConfig(horizon=60, unroll=20, weights="piece_ends", validation_horizon=10, validate_on="final")
+
+
 def test_linear_weights_enter_the_meta_loss_of_training_and_of_validation(tmp_path):
     """The first trajectory's meta-loss is Σ_t w_t L_t with the linear weights on that trajectory's task
     (not the mean), and the validation score (validate_on="meta-loss") is the same sum over the

@@ -72,3 +72,23 @@ def test_the_shipped_e1_optimizer_scores_the_best_validation_score_of_its_log():
     config = TrainConfig(validate_on="final", validation_tasks=20)
     tasks = draw_validation_tasks(VALIDATION_FAMILIES["quadratic_x128"], 0, 20)     # as `metalstm train --quadratics 128`
     assert validation_score(optimizer, phi, tasks, config) == pytest.approx(best, rel=1e-5)
+
+
+def test_official_quadratics_compares_on_the_same_tasks():
+    r"""experiments/official_quadratics.py: each row is the mean loss per quadratic at the last step
+    on the same evaluation tasks; the tuned rows use a learning rate of the quarter-decade grid, and
+    the paper's and the official code's quadratics give different numbers."""
+    from metalstm_np.evaluation import EVAL_SEED, run_on_tasks
+    from metalstm_np.experiments import official_quadratics
+    from metalstm_np.tuning import quarter_decades
+    rows = {kind: official_quadratics.compare(kind, steps=5, runs=1, tune_runs=1) for kind in ("normal", "uniform")}
+    assert [m for m, _, _ in rows["uniform"]] == ["adam at the official default lr", "sgd, tuned", "nag, tuned",
+                                                    "rmsprop, tuned", "adam, tuned",
+                                                    "LSTM (l2l), the shipped E1 optimizer"]
+    adam = make_optimizer("adam")
+    losses, _, _ = run_on_tasks(adam, {**adam.init_phi(), "lr": 1e-3}, Quadratic(count=128, entries="uniform"),
+                                5, 1, EVAL_SEED)
+    assert rows["uniform"][0][1:] == (1e-3, losses[0, 5] / 128)
+    assert all(lr in quarter_decades() for _, lr, _ in rows["uniform"][1:5])
+    assert all(np.isfinite(L) and L > 0 for kind in rows for _, _, L in rows[kind])
+    assert rows["normal"][0][2] != rows["uniform"][0][2]
