@@ -24,7 +24,7 @@ PURPOSE = {
     "tuned.json": "the baselines' tuned learning rates (SGD, NAG, RMSprop, Adam) for every setting of E1-E4 "
                   "and E6, with every grid score",
     "l2l_quadratic.npz": "E1: the two-layer LSTM optimizer (Andrychowicz et al.) on 10-d quadratics, raw gradient, "
-                         "128 quadratics per task (stage 2)",
+                         "128 quadratics per task",
     "l2l_mnist.npz": "E2, E3, E4: the two-layer LSTM optimizer for the 1 x 20 sigmoid MNIST MLP (stage 2)",
     "l2l1_mnist.npz": "E4: the same with one LSTM layer (stage 2)",
     "general_mnist.npz": "E6: RNNprop (Lv et al.) meta-trained on E2's family",
@@ -42,8 +42,7 @@ PURPOSE = {
     "metalstm_mnist.npz": "E5's gate figure: the meta-LSTM trained as an optimizer of the MNIST MLP",
 }
 # a start file a command names by its run folder (runs/NAME/best.npz): the shipped file it is
-STARTS_FROM = {"fewshot_metalstm_5shot.npz": "metalstm_np/pretrained/fewshot_gd_5shot.npz",
-               "l2l_quadratic.npz": "provenance/not_shipped/l2l_quadratic_stage1.npz"}
+STARTS_FROM = {"fewshot_metalstm_5shot.npz": "metalstm_np/pretrained/fewshot_gd_5shot.npz"}
 TUNE_COMMANDS = ["metalstm tune --workers 1 --out metalstm_np/pretrained/tuned.json",
                  "metalstm tune --settings e6 --workers 1 --out tuned.json"]
 

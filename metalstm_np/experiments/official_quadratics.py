@@ -13,7 +13,8 @@ This script prints, for both kinds of quadratics, the mean loss per quadratic at
 log10, the official code's number) of Adam at 1e-3 and of the four baselines tuned as E1's are
 (on a quarter-decade grid from 1e-4 to 10, on tasks of TUNE_SEED), and of the shipped E1 optimizer,
 which was trained on the paper's Gaussian quadratics only. Tasks of 128 quadratics side by side,
-the official batch; the evaluation tasks are drawn with EVAL_SEED.
+the official batch; the evaluation tasks are drawn with EVAL_SEED. `metalstm figures` writes the
+same text to official_quadratics.txt beside E1's figure.
 """
 import argparse
 
@@ -38,32 +39,33 @@ def per_quadratic_loss(optimizer, phi, family, steps, runs, seed):
     return float(losses[:, steps].mean() / family.count)
 
 
-def compare(entries, steps=100, runs=10, tune_runs=5):
-    """[(method, lr or None, mean loss per quadratic at `steps`)] on quadratics with these entries."""
+def compare(entries, steps=100, runs=10, tune_runs=5, eval_seed=EVAL_SEED, weights=None):
+    """[(method, lr or None, mean loss per quadratic at `steps`)] on quadratics with these entries;
+    weights: the E1 optimizer's file (default: the shipped one)."""
     family = Quadratic(count=COUNT, entries=entries)
     rows = []
     adam = make_optimizer("adam")
     rows.append(("adam at the official default lr", OFFICIAL_ADAM_LR,
                  per_quadratic_loss(adam, {**adam.init_phi(), "lr": OFFICIAL_ADAM_LR}, family, steps, runs,
-                                    EVAL_SEED)))
+                                    eval_seed)))
     for name in BASELINES:
         optimizer = make_optimizer(name)
         lr, _ = tune_lr(optimizer, family, steps, tune_runs, TUNE_SEED, grid=quarter_decades())
         rows.append((f"{name}, tuned", lr, per_quadratic_loss(optimizer, {**optimizer.init_phi(), "lr": lr},
-                                                              family, steps, runs, EVAL_SEED)))
-    optimizer, phi, _ = load_phi(pretrained_path("l2l_quadratic.npz"), expect="l2l")
+                                                              family, steps, runs, eval_seed)))
+    optimizer, phi, _ = load_phi(weights or pretrained_path("l2l_quadratic.npz"), expect="l2l")
     rows.append(("LSTM (l2l), the shipped E1 optimizer", None,
-                 per_quadratic_loss(optimizer, phi, family, steps, runs, EVAL_SEED)))
+                 per_quadratic_loss(optimizer, phi, family, steps, runs, eval_seed)))
     return rows
 
 
-def report(steps=100, runs=10, tune_runs=5):
+def report(steps=100, runs=10, tune_runs=5, eval_seed=EVAL_SEED, weights=None):
     """The printed comparison, as text."""
-    lines = [f"Mean loss per quadratic at step {steps}: {runs} tasks x {COUNT} quadratics (seed {EVAL_SEED}); "
+    lines = [f"Mean loss per quadratic at step {steps}: {runs} tasks x {COUNT} quadratics (seed {eval_seed}); "
              f"baselines tuned on {tune_runs} x {COUNT} (seed {TUNE_SEED})"]
     for entries, title in (("normal", "the paper's quadratics (W, y standard normal; E1)"),
                            ("uniform", "the official code's quadratics (W, y uniform on [0, 1))")):
-        rows = compare(entries, steps, runs, tune_runs)
+        rows = compare(entries, steps, runs, tune_runs, eval_seed, weights)
         best = min((r for r in rows if r[0].endswith("tuned")), key=lambda r: r[2])
         default, lstm = rows[0][2], rows[-1][2]
         lines += ["", title, f"{'method':40s} {'lr':>8s} {'loss':>9s} {'log10':>7s}"]
