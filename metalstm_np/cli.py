@@ -744,7 +744,7 @@ def build_parser():
     tr.add_argument("--meta-loss-weights", dest="weights", choices=WEIGHTS, default=TrainConfig().weights,
                     help="weights of the steps in the meta-loss: uniform (the mean, default), "
                          "linear (w_t ∝ t: the same total, shifted to the end of the horizon) or "
-                         "piece_ends (the loss at the end of each --unroll piece only, as RNNprop's code)")
+                         "piece_ends (the loss at the end of each --unroll piece only, as in RNNprop's code up to one step)")
     tr.set_defaults(run=cmd_train)
 
     fs = sub.add_parser("fewshot", help="few-shot learning on rotated MNIST (Ravi & Larochelle 2017)")

@@ -29,8 +29,9 @@ The meta-loss weighs the steps of the horizon with `weights`: "uniform" (w_t = 1
 paper's w_t = 1 up to scale) or "linear" (w_t = 2t / (T(T + 1)), t = 1..T: the same total, shifted
 towards the end of the horizon, so that the optimizer is pushed to keep making progress late
 rather than to win early) or "piece_ends" (weight only on the last iterate of each truncated piece
-of `unroll` steps, equal among the pieces: the meta-loss of Lv et al.'s RNNprop code, whose every
-piece's loss is f at its end; see `horizon_weights`).
+of `unroll` steps, equal among the pieces: the meta-loss of Lv et al.'s RNNprop code up to one
+step, since there each piece's loss is f before the piece's last update and here after it; see
+`horizon_weights`).
 
 Everything random is a function of (seed, trajectory index), whatever B: trajectory i's task is
 drawn from numpy.random.default_rng([seed, 1, i]) and validation task j from
@@ -125,9 +126,9 @@ class TrainConfig:
             raise ValueError(f"the held-out meta-loss is one loss at θ_T: it has no weights over "
                              f"steps to be {self.weights!r}")
         if (self.weights == "piece_ends" and self.validate_on == "meta-loss"
-                and (self.validation_horizon or self.horizon) < self.unroll):
-            raise ValueError(f"validation_horizon {self.validation_horizon} is shorter than a piece of "
-                             f"unroll ({self.unroll}) steps: the piece_ends meta-loss would weigh no step")
+                and (self.validation_horizon or self.horizon) % self.unroll):
+            raise ValueError(f"validation_horizon {self.validation_horizon} is not a multiple of unroll "
+                             f"({self.unroll}): the piece_ends meta-loss would not weigh its last steps")
         if self.meta_loss == "heldout" and self.horizon != self.unroll:
             raise ValueError(f"the held-out meta-loss is taken at θ_T once per trajectory: horizon "
                              f"({self.horizon}) must equal unroll ({self.unroll})")
@@ -144,15 +145,15 @@ def horizon_weights(config, horizon=None):
     r"""The meta-loss weights w_1..w_T over the horizon T (default config.horizon), or None for
     "uniform" (w_t = 1/T, which `meta_loss` uses by default). "linear": w_t = 2t / (T(T + 1)),
     which also sums to 1. "piece_ends": w_t = 1/P where t is a multiple of config.unroll (the last
-    iterate of each of the P whole pieces of T), 0 elsewhere."""
+    iterate of each of the P pieces of T), 0 elsewhere."""
     if config.weights == "uniform":
         return None
     T = config.horizon if horizon is None else horizon
     t = numpy.arange(1, T + 1)
     if config.weights == "piece_ends":
+        if T % config.unroll:
+            raise ValueError(f"a horizon of {T} steps is not a whole number of pieces of {config.unroll} steps")
         ends = t % config.unroll == 0
-        if not ends.any():
-            raise ValueError(f"a horizon of {T} steps has no end of a piece of {config.unroll} steps")
         return ends / ends.sum()
     return 2.0 * t / (T * (T + 1))
 

@@ -116,7 +116,10 @@ def test_uniform_quadratics_are_the_official_codes():
     theta = np.random.default_rng(12).standard_normal(8)
     r = np.einsum("kij,kj->ki", W, theta.reshape(2, 4)) - y
     np.testing.assert_allclose(task.loss(theta, 3), np.sum(r * r), rtol=1e-14)
-    assert 0 <= W.min() and W.max() < 1
+    one = Quadratic(dim=4, entries="uniform").sample(np.random.default_rng(13))    # count = 1
+    rng = np.random.default_rng(13)
+    W1, y1 = rng.random((1, 4, 4))[0], rng.random((1, 4))[0]
+    assert one.loss(theta[:4], 0) == np.dot(W1 @ theta[:4] - y1, W1 @ theta[:4] - y1)
     assert repr(Quadratic(entries="uniform")) == "Quadratic(dim=10, entries='uniform')"
     assert repr(Quadratic(count=3, entries="uniform")) == "Quadratic(dim=10, count=3, entries='uniform')"
     with pytest.raises(ValueError, match="'gaussian'"):

@@ -200,7 +200,7 @@ def test_linear_weights_sum_to_one_grow_with_t_and_cut_into_pieces():
 
 
 def test_piece_end_weights_weigh_the_last_iterate_of_each_piece():
-    r"""piece_ends (RNNprop's code): in each piece of `unroll` steps only its last iterate counts, with
+    r"""piece_ends (RNNprop's code, up to one step): in each piece of `unroll` steps only its last iterate counts, with
     weight 1 in the piece (so one piece's meta-loss is f(θ) at its end) and 1/P over the horizon of P
     pieces; the meta-loss of a piece is then exactly the loss at its last step."""
     from metalstm_np.meta_train import horizon_weights, piece_weights
@@ -213,14 +213,17 @@ def test_piece_end_weights_weigh_the_last_iterate_of_each_piece():
     np.testing.assert_array_equal(w, expected)
     for t0 in (0, 20, 40):
         np.testing.assert_array_equal(piece_weights(config, t0), np.eye(20)[19])
-    np.testing.assert_array_equal(horizon_weights(config, 50), np.eye(50)[19] / 2 + np.eye(50)[39] / 2)
+    np.testing.assert_array_equal(horizon_weights(config, 40), np.eye(40)[19] / 2 + np.eye(40)[39] / 2)
+    with pytest.raises(ValueError, match="50 steps is not a whole number of pieces of 20"):
+        horizon_weights(config, 50)
     phi = {"lr": 0.05, "weight_decay": 0.0}
     task = Quadratic(3).sample(np.random.default_rng(4))
     losses, _ = unroll(sgd, phi, task, sgd.init(phi, task.theta0), 20)
     assert meta_loss(sgd, phi, task, steps=20, weights=piece_weights(config, 0))[0] == losses[20]
-    with pytest.raises(ValueError, match="validation_horizon 10 is shorter than a piece of unroll \\(20\\)"):
-        TrainConfig(horizon=60, unroll=20, weights="piece_ends", validation_horizon=10)
-    TrainConfig(horizon=60, unroll=20, weights="piece_ends", validation_horizon=10, validate_on="final")
+    for bad in (10, 50):
+        with pytest.raises(ValueError, match=f"validation_horizon {bad} is not a multiple of unroll \\(20\\)"):
+            TrainConfig(horizon=60, unroll=20, weights="piece_ends", validation_horizon=bad)
+    TrainConfig(horizon=60, unroll=20, weights="piece_ends", validation_horizon=50, validate_on="final")
 
 
 def test_linear_weights_enter_the_meta_loss_of_training_and_of_validation(tmp_path):

@@ -84,7 +84,7 @@ def test_official_quadratics_compares_on_the_same_tasks():
     rows = {kind: official_quadratics.compare(kind, steps=5, runs=1, tune_runs=1) for kind in ("normal", "uniform")}
     assert [m for m, _, _ in rows["uniform"]] == ["adam at the official default lr", "sgd, tuned", "nag, tuned",
                                                     "rmsprop, tuned", "adam, tuned",
-                                                    "LSTM (l2l), the shipped E1 optimizer"]
+                                                    "LSTM (l2l), E1's optimizer"]
     adam = make_optimizer("adam")
     losses, _, _ = run_on_tasks(adam, {**adam.init_phi(), "lr": 1e-3}, Quadratic(count=128, entries="uniform"),
                                 5, 1, EVAL_SEED)
