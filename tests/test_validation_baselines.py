@@ -89,6 +89,10 @@ def test_official_quadratics_compares_on_the_same_tasks():
     losses, _, _ = run_on_tasks(adam, {**adam.init_phi(), "lr": 1e-3}, Quadratic(count=128, entries="uniform"),
                                 5, 1, EVAL_SEED)
     assert rows["uniform"][0][1:] == (1e-3, losses[0, 5] / 128)
+    from metalstm_np.serialization import load_phi
+    lstm, phi, _ = load_phi(PRETRAINED / "l2l_quadratic.npz")
+    losses, _, _ = run_on_tasks(lstm, phi, Quadratic(count=128, entries="uniform"), 5, 1, EVAL_SEED)
+    assert rows["uniform"][-1][1:] == (None, losses[0, 5] / 128)
     assert all(lr in quarter_decades() for _, lr, _ in rows["uniform"][1:5])
     assert all(np.isfinite(L) and L > 0 for kind in rows for _, _, L in rows[kind])
     assert rows["normal"][0][2] != rows["uniform"][0][2]
