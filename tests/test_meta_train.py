@@ -291,15 +291,22 @@ def reference_runs(tmp_path, change=None, pool=None):
     return out
 
 
-def test_one_task_per_update_gives_the_phi_trained_before_batching_bit_for_bit(tmp_path):
+def test_one_task_per_update_gives_the_phi_trained_before_batching(tmp_path):
     """tests/data/meta_train_before_batching.npz holds what `reference_runs` gave at commit 2fa7ee9,
-    before meta-updates took batches of tasks: B = 1 (the default) must give the same arrays."""
+    before meta-updates took batches of tasks: B = 1 (the default) must give the same arrays.
+
+    The file was written on one CPU; OpenBLAS and numpy choose their vector kernels by CPU, so on
+    another one a float64 sum can round differently in its last bits (seen: the few-shot run's φ
+    1e-13 apart in relative terms on a CPU without AVX-512, every other array identical). So the
+    arrays must agree to a relative 1e-10, far below what any change of the algorithm moves them
+    (B = 2 gives another φ: test_a_batch_averages_the_meta_gradients_of_its_tasks)."""
     import pathlib
     expected = np.load(pathlib.Path(__file__).parent / "data" / "meta_train_before_batching.npz")
     got = reference_runs(tmp_path)
     assert sorted(got) == sorted(expected.files)
     for key in expected.files:
-        np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+        assert got[key].dtype == expected[key].dtype, key
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-10, atol=0, err_msg=key)
 
 
 def test_a_batch_averages_the_meta_gradients_of_its_tasks(tmp_path):
