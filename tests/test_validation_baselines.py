@@ -11,6 +11,7 @@ from metalstm_np.experiments.validation_baselines import scores
 from metalstm_np.learners import Quadratic
 from metalstm_np.meta_train import TrainConfig
 from metalstm_np.optimizers import make_optimizer
+from metalstm_np.serialization import load_phi
 from metalstm_np.unroll import unroll
 
 
@@ -64,7 +65,6 @@ def test_the_shipped_e1_optimizer_scores_the_best_validation_score_of_its_log():
     validation_baselines' quadratic_x128 setting draws them."""
     from metalstm_np.experiments.validation_baselines import VALIDATION_FAMILIES
     from metalstm_np.meta_train import draw_validation_tasks, validation_score
-    from metalstm_np.serialization import load_phi
 
     optimizer, phi, _ = load_phi(PRETRAINED / "l2l_quadratic.npz")
     log = (Path(__file__).resolve().parents[1] / "provenance" / "l2l_quadratic.log.txt").read_text().splitlines()
@@ -89,7 +89,6 @@ def test_official_quadratics_compares_on_the_same_tasks():
     losses, _, _ = run_on_tasks(adam, {**adam.init_phi(), "lr": 1e-3}, Quadratic(count=128, entries="uniform"),
                                 5, 1, EVAL_SEED)
     assert rows["uniform"][0][1:] == (1e-3, losses[0, 5] / 128)
-    from metalstm_np.serialization import load_phi
     lstm, phi, _ = load_phi(PRETRAINED / "l2l_quadratic.npz")
     losses, _, _ = run_on_tasks(lstm, phi, Quadratic(count=128, entries="uniform"), 5, 1, EVAL_SEED)
     assert rows["uniform"][-1][1:] == (None, losses[0, 5] / 128)
