@@ -20,6 +20,7 @@ on another worker, `distributed.scheduler.allowed-failures` times).
 import contextlib
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.context
 import os
 import signal
 import threading
@@ -44,12 +45,36 @@ class WorkerLost(PoolError):
     """A worker process of the pool died while it ran a job."""
 
 
+class _SpawnProcess(multiprocessing.context.SpawnProcess):
+    """A spawned process that starts with SIGINT blocked. A worker takes about a second to import
+    the package before its initializer can ignore SIGINT, and a Ctrl-C then (it goes to the whole
+    process group) would kill it with a traceback of its own, or leave the pool broken. A blocked
+    signal is held, and the mask survives fork and exec, so the worker receives no SIGINT until
+    `_worker_init` ignores it, which discards one that is held. Only the thread that starts the
+    process blocks it, and only meanwhile: a Ctrl-C to the parent then goes to one of its other
+    threads, or waits the few milliseconds until it is unblocked; none is lost. CPython's own
+    resource tracker is started the same way (multiprocessing/resource_tracker.py)."""
+
+    def start(self):
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            super().start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+class _SpawnContext(multiprocessing.context.SpawnContext):
+    Process = _SpawnProcess
+
+
 def _worker_init():
     """Worker initializer. Ctrl-C goes to the whole process group; the parent handles it (and stops
-    the workers), so a worker ignores it and never prints a traceback of its own. A parent that
-    dies without stopping them (kill -9) would leave them waiting for work forever, so each worker
-    watches its parent and exits when it is gone."""
+    the workers), so a worker ignores it and never prints a traceback of its own (it was blocked
+    since the worker started: `_SpawnProcess`). A parent that dies without stopping them (kill -9)
+    would leave them waiting for work forever, so each worker watches its parent and exits when it
+    is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     parent = multiprocessing.parent_process()
     if parent is not None:
         def exit_with_parent():
@@ -101,8 +126,7 @@ def process_pool(workers):
     if pin:
         os.environ.update({v: "1" for v in BLAS_THREAD_VARS})
     try:
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_worker_init)
+        pool = ProcessPoolExecutor(workers, mp_context=_SpawnContext(), initializer=_worker_init)
         try:
             yield pool
         except BaseException:

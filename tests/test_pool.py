@@ -88,3 +88,20 @@ def _alive(pid):
             return f.read().split(") ")[1][0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_ctrl_c_while_the_workers_start_does_not_kill_them():
+    """Ctrl-C reaches the whole process group, workers included, and a worker takes about a second
+    to import the package before its initializer ignores SIGINT. SIGINT sent to each worker every
+    10 ms from the moment it exists must neither kill it nor stop its job."""
+    import os
+    import signal
+    with process_pool(2) as pool:
+        futures = [pool.submit(_square_after, (n, 0.5)) for n in (2, 3)]
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline and not all(f.done() for f in futures):
+            for process in list(pool._processes.values()):
+                if process.pid is not None and process.exitcode is None:
+                    os.kill(process.pid, signal.SIGINT)
+            time.sleep(0.01)
+        assert [f.result(timeout=30) for f in futures] == [4, 9]
