@@ -10,12 +10,16 @@ r"""The `metalstm` command (also `python -m metalstm_np`).
 
 Every user error (bad flag, bad value, missing or malformed weights file, weights that do not fit
 the optimizer) prints one line `metalstm: error: ...` and exits with status 2; no traceback.
+A run that seems stuck can be asked where it is: `kill -USR1 PID` (the command or one of its
+workers) prints the stack of each of that process's threads to stderr, and the run goes on.
 """
 import argparse
 import contextlib
+import faulthandler
 import json
 import os
 import shlex
+import signal
 import sys
 import tempfile
 import time
@@ -76,6 +80,7 @@ _width = _count(4_096)                    # layer sizes
 _depth = _count(64)                       # layers
 _seed = _checked(int, lambda v: v >= 0, "a non-negative integer seed")
 _positive_float = _checked(float, lambda v: bool(numpy.isfinite(v)) and v > 0, "a positive number")
+_nonnegative_float = _checked(float, lambda v: bool(numpy.isfinite(v)) and v >= 0, "a number ≥ 0")
 _gate = _checked(float, lambda v: 0 < v < 1, "a gate value strictly between 0 and 1")
 
 
@@ -380,7 +385,7 @@ def _best_trajectory(checkpoint):
 def _optimizer_to_train(args):
     """The optimizer `metalstm train` meta-trains, from the flags; flags of another optimizer are refused."""
     own = {"l2l": {"preprocess": "log_sign", "output_scale": None},
-           "rnnprop": {"step": None, "inputs": "moments", "unbounded": False}}
+           "rnnprop": {"step": None, "inputs": "moments", "unbounded": False, "nominal": 0.0}}
     for name, flags in own.items():
         for flag, default in flags.items():
             if args.optimizer != name and getattr(args, flag) != default:
@@ -393,7 +398,7 @@ def _optimizer_to_train(args):
     if args.optimizer == "rnnprop":
         return make_optimizer("rnnprop", hidden=args.lstm_hidden, p=args.p, dtype=args.dtype,
                               step=0.1 if args.step is None else args.step, inputs=args.inputs,
-                              bounded=not args.unbounded)
+                              bounded=not args.unbounded, nominal=args.nominal)
     if len(args.lstm_hidden) != 1:
         raise UsageError(f"--optimizer metalstm has one LSTM layer before the gates: --lstm-hidden "
                          f"takes one size, got {','.join(map(str, args.lstm_hidden))}")
@@ -715,6 +720,9 @@ def build_parser():
     tr.add_argument("--inputs", choices=RNNPROP_INPUTS, default="moments",
                     help="rnnprop: Adam's moment ratios (default) or log/sign (the ablation)")
     tr.add_argument("--unbounded", action="store_true", help="rnnprop: α · output instead of α tanh(output)")
+    tr.add_argument("--nominal", type=_nonnegative_float, default=0.0, metavar="LR",
+                    help="rnnprop: add Adam's step at rate LR to the learned one (Harrison et al. 2022; "
+                         "default 0, none)")
     tr.add_argument("--random-scaling", type=_checked(float, lambda v: 0 < v <= 20, "a number in (0, 20]"),
                     default=None, metavar="R",
                     help="meta-train on f(c ⊙ θ), log c ~ U(−R, R) per coordinate and task (Lv et al. 2017)")
@@ -815,6 +823,8 @@ PATH_FLAGS = ("weights", "init_from", "theta0_from", "tuned", "readme", "recheck
 
 
 def main(argv=None):
+    if hasattr(faulthandler, "register"):                       # POSIX: kill -USR1 prints the stacks
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         args = build_parser().parse_args(argv)
         for name in PATH_FLAGS:

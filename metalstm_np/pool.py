@@ -18,6 +18,7 @@ exit too); for Dask, once the scheduler has given up on the job (it retries a jo
 on another worker, `distributed.scheduler.allowed-failures` times).
 """
 import contextlib
+import faulthandler
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.context
@@ -72,9 +73,11 @@ def _worker_init():
     the workers), so a worker ignores it and never prints a traceback of its own (it was blocked
     since the worker started: `_SpawnProcess`). A parent that dies without stopping them (kill -9)
     would leave them waiting for work forever, so each worker watches its parent and exits when it
-    is gone."""
+    is gone. `kill -USR1` of a worker prints the stacks of its threads, as for the command."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    if hasattr(faulthandler, "register"):                 # kill -USR1 prints its stacks, as in the parent
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     parent = multiprocessing.parent_process()
     if parent is not None:
         def exit_with_parent():

@@ -21,6 +21,16 @@ learners, and a remedy for each, which are the options of `rnnprop` here:
 
    `bounded=False` takes θ_t = θ_{t−1} − α (w_out · h_t + b_out) instead.
 
+A third option is not RNNprop's: a nominal term (Harrison, Metz & Sohl-Dickstein 2022, "A closer
+look at learned optimization: stability, robustness, and inductive biases"), a fixed step of a
+hand-designed optimizer added to the learned one, so that where the learned step is small the
+optimizer is that one, and meta-training learns a correction to it (`nominal=η`):
+
+       θ_t = θ_{t−1} − η m̂_t / (√v̂_t + ε) − α tanh(w_out · h_t + b_out)                  (`nominal_step`)
+
+   Adam's step at rate η, with the moments the inputs already keep (so β1 = β2 = 0.95, not Adam's
+   defaults); η = 0 (the default) is RNNprop.
+
 Between input and LSTM sits one dense layer of 20 ELU units, x ↦ elu(x W_in + b_in), as in the
 authors' code; the LSTM is two layers of 20 units, shared by every coordinate (lstm.py).
 
@@ -35,7 +45,7 @@ from .lstm import init_lstm_stack, lstm_stack, lstm_stack_zero_state
 from .optimizers import Optimizer, params, register
 from .preprocess import log_and_sign
 
-__all__ = ["rnnprop", "moment_features", "bounded_step", "elu", "INPUTS"]
+__all__ = ["rnnprop", "moment_features", "bounded_step", "nominal_step", "elu", "INPUTS"]
 
 INPUTS = ("moments", "log_sign")
 
@@ -60,14 +70,20 @@ def bounded_step(a, step, bounded=True):
     return step * np.tanh(a) if bounded else step * a
 
 
+def nominal_step(m, v, t, beta1, beta2, eps, lr):
+    r"""Adam's step η m̂_t / (√v̂_t + ε) from the moments m_t, v_t after step t (Harrison et al. 2022)."""
+    return lr * (m / (1.0 - beta1 ** t)) / (np.sqrt(v / (1.0 - beta2 ** t)) + eps)
+
+
 @register("rnnprop")
 def rnnprop(hidden=(20, 20), dense=20, step=0.1, beta1=0.95, beta2=0.95, eps=1e-8,
-            inputs="moments", bounded=True, p=10.0, dtype="float32"):
+            inputs="moments", bounded=True, nominal=0.0, p=10.0, dtype="float32"):
     r"""RNNprop as an Optimizer; φ = {"w_in", "b_in", "lstm1", "lstm2", "w_out", "b_out"}.
 
     hidden: LSTM layer sizes; dense: units of the ELU input layer; step: α; beta1, beta2, eps:
     the moments of the input; inputs: "moments" (RNNprop) or "log_sign" (with exponent p);
-    bounded: α tanh(output) (RNNprop) or α · output; dtype: of φ and the LSTM states (θ stays
+    bounded: α tanh(output) (RNNprop) or α · output; nominal: the rate η of the nominal Adam step
+    added to it (0: none, RNNprop; needs inputs="moments", whose moments it uses); dtype: of φ and the LSTM states (θ stays
     float64). See the module docstring for the equations.
     """
     hidden = tuple(int(H) for H in hidden)
@@ -78,6 +94,11 @@ def rnnprop(hidden=(20, 20), dense=20, step=0.1, beta1=0.95, beta2=0.95, eps=1e-
             raise ValueError(f"{name} must be in [0, 1), got {value!r}")
     if not step > 0:
         raise ValueError(f"step must be positive, got {step!r}")
+    if not nominal >= 0:
+        raise ValueError(f"nominal must be a rate ≥ 0, got {nominal!r}")
+    if nominal and inputs != "moments":
+        raise ValueError(f"nominal={nominal!r} takes Adam's step from the moment inputs; "
+                         f"inputs={inputs!r} keeps no moments")
 
     def init_phi(rng):
         phi = {"w_in": (rng.uniform(-1, 1, size=(2, dense)) / np.sqrt(2)).astype(dtype),
@@ -90,7 +111,8 @@ def rnnprop(hidden=(20, 20), dense=20, step=0.1, beta1=0.95, beta2=0.95, eps=1e-
         return {"theta": theta0, "m": zeros, "v": zeros, "t": 0, "h": h, "c": c}
 
     def update(phi, state, grad, loss):
-        r"""θ_t = θ_{t−1} − α tanh(w_out · h_t + b_out), h_t from the LSTM fed x_t (module docstring)."""
+        r"""θ_t = θ_{t−1} − α tanh(w_out · h_t + b_out) [− η m̂_t / (√v̂_t + ε)], h_t from the LSTM fed x_t
+        (module docstring)."""
         t = state["t"] + 1
         if inputs == "moments":
             x, m, v = moment_features(grad, state["m"], state["v"], t, beta1, beta2, eps)
@@ -98,12 +120,13 @@ def rnnprop(hidden=(20, 20), dense=20, step=0.1, beta1=0.95, beta2=0.95, eps=1e-
             x, m, v = log_and_sign(grad, p), state["m"], state["v"]
         x = elu(x.astype(dtype) @ phi["w_in"] + phi["b_in"])             # (n, dense)
         a, hs, cs = lstm_stack(phi, x, state["h"], state["c"])          # w_out · h_t + b_out, (n,)
-        theta = state["theta"]
-        return {"theta": theta - bounded_step(a, step, bounded).astype(theta.dtype), "m": m, "v": v,
-                "t": t, "h": hs, "c": cs}
+        theta = state["theta"] - bounded_step(a, step, bounded).astype(state["theta"].dtype)
+        if nominal:
+            theta = theta - nominal_step(m, v, t, beta1, beta2, eps, nominal)
+        return {"theta": theta, "m": m, "v": v, "t": t, "h": hs, "c": cs}
 
     return Optimizer(name="rnnprop", init_phi=init_phi, init=init, update=update, params=params,
                      config={"hidden": list(hidden), "dense": dense, "step": step, "beta1": beta1,
                              "beta2": beta2, "eps": eps, "inputs": inputs, "bounded": bounded,
-                             "p": p, "dtype": dtype},
+                             "nominal": nominal, "p": p, "dtype": dtype},
                      learned=True)

@@ -241,6 +241,9 @@ def test_a_learner_too_big_for_memory_is_refused_with_the_estimate(capsys):
     (TINY_TRAIN + ["--optimizer", "metalstm", "--output-scale", "2"], "--output-scale is an option of --optimizer l2l"),
     (TINY_TRAIN + ["--optimizer", "metalstm", "--preprocess", "raw"], "--preprocess is an option of --optimizer l2l"),
     (TINY_TRAIN + ["--step", "0.2"], "--step is an option of --optimizer rnnprop"),
+    (TINY_TRAIN + ["--nominal", "0.01"], "--nominal is an option of --optimizer rnnprop"),
+    (TINY_TRAIN + ["--optimizer", "rnnprop", "--nominal", "-1"], "--nominal: expected a number ≥ 0, got '-1'"),
+    (TINY_TRAIN + ["--optimizer", "rnnprop", "--inputs", "log_sign", "--nominal", "0.01"], "keeps no moments"),
     (["train", "--task", "mlp", "--quadratics", "8"], "--quadratics 8 is a flag of --task quadratic"),
     (TINY_TRAIN + ["--quadratics", "0"], "--quadratics: expected a positive integer from 1 to 100,000, got '0'"),
 ])

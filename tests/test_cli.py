@@ -2,6 +2,7 @@
 every user error as one line and exit status 2, never a traceback."""
 import json
 import subprocess
+import time
 import sys
 
 import numpy as np
@@ -302,12 +303,40 @@ def test_a_lost_worker_is_one_line(capsys, tmp_path, monkeypatch):
     assert "during trajectory 4..5" in err and "Traceback" not in err
 
 
+def _fail_with_the_stacks(run, what):
+    """Fail with the stderr of a stuck run (started in its own session) after SIGUSR1 has made each
+    of its processes print its threads' stacks there; then kill the whole group."""
+    import os
+    import signal
+    os.killpg(run.pid, signal.SIGUSR1)
+    time.sleep(2.0)
+    os.killpg(run.pid, signal.SIGKILL)
+    _, err = run.communicate(timeout=30)
+    pytest.fail(f"{what}; its stderr, with the stacks:\n{err[-6000:]}")
+
+
+def test_sigusr1_prints_the_stacks_and_the_run_goes_on(tmp_path):
+    """kill -USR1 of `metalstm train`: each thread's stack on stderr, and the run ends normally."""
+    import signal
+    argv = [sys.executable, "-m", "metalstm_np", "train", "--task", "quadratic", "--lstm-hidden", "4",
+            "--trajectories", "60", "--horizon", "4", "--unroll", "2", "--validate-every", "2",
+            "--validation-tasks", "2", "--out", str(tmp_path)]        # a few seconds: still running
+    run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "log.txt"
+    deadline = time.monotonic() + 120
+    while not log.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    run.send_signal(signal.SIGUSR1)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 0, err[-400:]
+    assert "Current thread" in err and 'File "' in err
+
+
 def test_ctrl_c_stops_the_run_and_its_workers(tmp_path):
     """SIGINT to the whole process group (what Ctrl-C sends) while two workers train: exit status
     130, one line, no traceback, no process of the group left; the checkpoint resumes."""
     import os
     import signal
-    import time
     argv = [sys.executable, "-m", "metalstm_np", "train", "--task", "quadratic", "--lstm-hidden", "4",
             "--trajectories", "4000", "--horizon", "4", "--unroll", "2", "--validate-every", "2",
             "--validation-tasks", "2", "--tasks-per-update", "2", "--workers", "2", "--out", str(tmp_path)]
@@ -317,8 +346,13 @@ def test_ctrl_c_stops_the_run_and_its_workers(tmp_path):
     deadline = time.monotonic() + 120
     while not (log.exists() and len(log.read_text().splitlines()) >= 3) and time.monotonic() < deadline:
         time.sleep(0.1)
+    if time.monotonic() >= deadline:
+        _fail_with_the_stacks(run, "the run wrote fewer than 3 log lines in 120 s")
     os.killpg(run.pid, signal.SIGINT)
-    _, err = run.communicate(timeout=60)
+    try:
+        _, err = run.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        _fail_with_the_stacks(run, "the run did not exit within 60 s of SIGINT")
     assert run.returncode == 130, err.splitlines()[-1][-400:]
     assert err.strip().splitlines()[-1] == "metalstm: interrupted" and "Traceback" not in err
     deadline = time.monotonic() + 20         # the exited resource tracker takes a moment to be reaped

@@ -1,17 +1,18 @@
 r"""Tests for metalstm_np.rnnprop (Lv, Jiang & Li 2017) and the two task remedies of learners.py:
 the moment inputs against a plain reading of their equations and for scale invariance, the bounded
-step's bound, check_grads, a zero update from a zero output layer, save/load, and the randomly
+step's bound, the nominal Adam term against Adam, check_grads, a zero update from a zero output layer, save/load, and the randomly
 scaled and square-combined tasks against the functions they are defined as."""
 import numpy as np
 import pytest
 from autograd import grad as autograd_grad
 from autograd.test_util import check_grads
-from conftest import ravel_tree, trajectory
+from conftest import mlp_task, ravel_tree, trajectory
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metalstm_np.learners import PlusSquare, Quadratic, RandomlyScaled
-from metalstm_np.rnnprop import bounded_step, elu, moment_features, rnnprop
+from metalstm_np.optimizers import adam
+from metalstm_np.rnnprop import bounded_step, elu, moment_features, nominal_step, rnnprop
 from metalstm_np.serialization import load_phi, save_phi
 
 N = 6
@@ -72,9 +73,10 @@ def test_elu_and_its_derivative_are_finite_far_out():
     assert np.all(np.isfinite(d)) and d[-1] == 1.0 and d[1] == pytest.approx(np.exp(-1.0))
 
 
-@pytest.mark.parametrize("inputs, bounded", [("moments", True), ("log_sign", False)])
-def test_check_grads_update_wrt_phi_and_state(inputs, bounded):
-    opt = rnnprop(hidden=(4, 3), dense=5, inputs=inputs, bounded=bounded, dtype="float64")
+@pytest.mark.parametrize("inputs, bounded, nominal", [("moments", True, 0.0), ("log_sign", False, 0.0),
+                                                     ("moments", True, 0.03)])
+def test_check_grads_update_wrt_phi_and_state(inputs, bounded, nominal):
+    opt = rnnprop(hidden=(4, 3), dense=5, inputs=inputs, bounded=bounded, nominal=nominal, dtype="float64")
     phi, state = lively(opt, 3)
     g = np.random.default_rng(4).standard_normal(N)
     check_grads(lambda phi_: ravel_tree(opt.update(phi_, state, g, 1.0)), modes=["rev"], order=1)(phi)
@@ -91,17 +93,41 @@ def test_a_zero_output_layer_gives_a_zero_update_and_the_moments_still_move():
     assert new["t"] == state["t"] + 1 and not np.array_equal(new["m"], state["m"])
 
 
+def test_with_a_zero_output_layer_the_nominal_term_is_adam_exactly():
+    """nominal=η and w_out = b_out = 0: the learned step is 0, and the trajectory on an MLP is Adam's
+    at rate η with β1 = β2 = 0.95, to rounding (the inputs compute (1 − β2) ∇ ∇ as ((1 − β2) ∇) ∇, Adam
+    as (1 − β2) ∇², 1e-16 apart); with the output layer on, the learned step is added."""
+    opt = rnnprop(hidden=(4,), dense=3, nominal=0.03, eps=1e-8)
+    phi = opt.init_phi(np.random.default_rng(8))
+    silent = {**phi, "w_out": np.zeros_like(phi["w_out"]), "b_out": np.zeros((), phi["b_out"].dtype)}
+    task = mlp_task()
+    ours, _, _ = trajectory(opt, silent, task, 8)
+    theirs, _, _ = trajectory(adam, {"lr": 0.03, "beta1": 0.95, "beta2": 0.95, "eps": 1e-8}, task, 8)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=0)
+    learned, _, _ = trajectory(opt, phi, task, 8)
+    assert not np.allclose(learned, theirs)
+
+
+def test_the_nominal_step_is_adams():
+    m, v = np.array([0.2, -0.1]), np.array([0.04, 0.09])
+    step = nominal_step(m, v, 3, 0.9, 0.99, 0.0, 0.5)
+    np.testing.assert_allclose(step, 0.5 * (m / (1 - 0.9**3)) / np.sqrt(v / (1 - 0.99**3)), rtol=1e-15)
+
+
 def test_saved_and_loaded_with_its_options(tmp_path):
-    opt = rnnprop(hidden=(4,), inputs="log_sign", bounded=False, step=0.05)
-    phi = opt.init_phi(np.random.default_rng(7))
-    save_phi(tmp_path / "w.npz", opt, phi)
-    loaded, phi2, _ = load_phi(tmp_path / "w.npz", expect="rnnprop")
-    assert loaded.config == opt.config and loaded.config["bounded"] is False
-    np.testing.assert_array_equal(ravel_tree(phi), ravel_tree(phi2))
+    for opt in (rnnprop(hidden=(4,), inputs="log_sign", bounded=False, step=0.05), rnnprop(nominal=0.02)):
+        phi = opt.init_phi(np.random.default_rng(7))
+        save_phi(tmp_path / "w.npz", opt, phi)
+        loaded, phi2, _ = load_phi(tmp_path / "w.npz", expect="rnnprop")
+        assert loaded.config == opt.config
+        np.testing.assert_array_equal(ravel_tree(phi), ravel_tree(phi2))
+    assert loaded.config["nominal"] == 0.02
+    assert load_phi(tmp_path / "w.npz")[0].config["bounded"] is True
 
 
 @pytest.mark.parametrize("bad, message", [(dict(inputs="raw"), "'raw'"), (dict(beta1=1.0), "beta1"),
-                                          (dict(step=0.0), "step")])
+                                          (dict(step=0.0), "step"), (dict(nominal=-0.1), "-0.1"),
+                                          (dict(nominal=0.01, inputs="log_sign"), "no moments")])
 def test_bad_options_name_the_value(bad, message):
     with pytest.raises(ValueError, match=message):
         rnnprop(**bad)
