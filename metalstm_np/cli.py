@@ -15,11 +15,9 @@ workers) prints the stack of each of that process's threads to stderr, and the r
 """
 import argparse
 import contextlib
-import faulthandler
 import json
 import os
 import shlex
-import signal
 import sys
 import tempfile
 import time
@@ -35,7 +33,7 @@ from .learners import ACTIVATIONS, MLP, PlusSquare, Quadratic, RandomlyScaled
 from .meta_lstm import init_phi_with_step
 from .meta_train import (VALIDATE_ON, WEIGHTS, Diverged, TrainConfig, check_resume, load_checkpoint,
                          meta_train)
-from .pool import PoolError, executor, run_jobs
+from .pool import PoolError, executor, print_stacks_on_sigusr1, run_jobs
 from .rnnprop import INPUTS as RNNPROP_INPUTS
 from .optimizers import make_optimizer, optimizer_names
 from .serialization import WeightsError, load_phi, save_phi
@@ -823,8 +821,7 @@ PATH_FLAGS = ("weights", "init_from", "theta0_from", "tuned", "readme", "recheck
 
 
 def main(argv=None):
-    if hasattr(faulthandler, "register"):                       # POSIX: kill -USR1 prints the stacks
-        faulthandler.register(signal.SIGUSR1, all_threads=True)
+    print_stacks_on_sigusr1()
     try:
         args = build_parser().parse_args(argv)
         for name in PATH_FLAGS:

@@ -24,13 +24,14 @@ import multiprocessing.connection
 import multiprocessing.context
 import os
 import signal
+import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 
-__all__ = ["BLAS_THREAD_VARS", "CONNECT_TIMEOUT", "PoolError", "WorkerLost", "executor", "process_pool",
-           "run_jobs"]
+__all__ = ["BLAS_THREAD_VARS", "CONNECT_TIMEOUT", "PoolError", "WorkerLost", "executor",
+           "print_stacks_on_sigusr1", "process_pool", "run_jobs"]
 
 BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -44,6 +45,15 @@ class PoolError(RuntimeError):
 
 class WorkerLost(PoolError):
     """A worker process of the pool died while it ran a job."""
+
+
+def print_stacks_on_sigusr1():
+    """`kill -USR1 PID` prints the stack of each thread of this process to its stderr (fd 2, even
+    when sys.stderr is replaced); nothing where there is no SIGUSR1 (Windows) or no such file."""
+    try:
+        faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
+    except (AttributeError, OSError, ValueError):
+        pass
 
 
 class _SpawnProcess(multiprocessing.context.SpawnProcess):
@@ -76,8 +86,7 @@ def _worker_init():
     is gone. `kill -USR1` of a worker prints the stacks of its threads, as for the command."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    if hasattr(faulthandler, "register"):                 # kill -USR1 prints its stacks, as in the parent
-        faulthandler.register(signal.SIGUSR1, all_threads=True)
+    print_stacks_on_sigusr1()
     parent = multiprocessing.parent_process()
     if parent is not None:
         def exit_with_parent():
