@@ -296,17 +296,21 @@ def test_one_task_per_update_gives_the_phi_trained_before_batching(tmp_path):
     before meta-updates took batches of tasks: B = 1 (the default) must give the same arrays.
 
     The file was written on one CPU; OpenBLAS and numpy choose their vector kernels by CPU, so on
-    another one a float64 sum can round differently in its last bits (seen: the few-shot run's φ
-    1e-13 apart in relative terms on a CPU without AVX-512, every other array identical). So the
-    arrays must agree to a relative 1e-10, far below what any change of the algorithm moves them
-    (B = 2 gives another φ: test_a_batch_averages_the_meta_gradients_of_its_tasks)."""
+    another one a sum can round differently in its last bits, and training carries that on (seen on
+    two other CPUs: the float64 runs' arrays up to 1e-13 apart in relative terms, the float32 run's
+    ("m/", φ in float32) up to 1e-5, about 80 float32 ulps). So the arrays of a run whose φ is
+    float64 must agree to a relative 1e-10, and those of the float32 run to 1e-4; both are far below
+    what a change of the algorithm moves them (B = 2 gives another φ:
+    test_a_batch_averages_the_meta_gradients_of_its_tasks)."""
     import pathlib
     expected = np.load(pathlib.Path(__file__).parent / "data" / "meta_train_before_batching.npz")
     got = reference_runs(tmp_path)
     assert sorted(got) == sorted(expected.files)
     for key in expected.files:
         assert got[key].dtype == expected[key].dtype, key
-        np.testing.assert_allclose(got[key], expected[key], rtol=1e-10, atol=0, err_msg=key)
+        run = key.split("/")[0]
+        rtol = 1e-4 if expected[f"{run}/phi"].dtype == np.float32 else 1e-10
+        np.testing.assert_allclose(got[key], expected[key], rtol=rtol, atol=0, err_msg=key)
 
 
 def test_a_batch_averages_the_meta_gradients_of_its_tasks(tmp_path):
