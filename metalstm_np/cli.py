@@ -18,8 +18,10 @@ import contextlib
 import json
 import os
 import shlex
+import signal
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -330,8 +332,7 @@ def _process_exists(pid):
 def _train_into(args, out, checkpoint, optimizer, family, validation, config, done, **meta_train_options):
     with open(out / "command.txt", "a") as f:
         f.write("metalstm " + " ".join(shlex.quote(a) for a in sys.argv[1:]) + "\n")
-    from tqdm import tqdm
-    bar = tqdm(total=config.trajectories, desc="meta-training", unit="traj", dynamic_ncols=True)
+    bar = _bar(config.trajectories, "meta-training", "traj")
     log = open(out / "log.txt", "a")
     started = {}
 
@@ -676,10 +677,60 @@ def _pool(args, default):
     return executor(default if args.workers is None else args.workers, args.scheduler)
 
 
+class _CtrlC:
+    r"""The SIGINT handler of a command: it raises KeyboardInterrupt, as Python's own does, and
+    remembers that it did. Python runs it between two bytecodes of the main thread, whatever that
+    thread is doing, and a KeyboardInterrupt raised inside a __del__ method or a weakref callback is
+    printed as "Exception ignored in ..." and dropped, so the run would go on as if Ctrl-C had not
+    been pressed (a run of the Ctrl-C test was seen to do all its work and exit with status 0). Every
+    long command updates a progress bar as each job or meta-update ends, and the bars raise it again
+    (`_bar`)."""
+
+    def __init__(self):
+        self.pressed = False
+
+    def __call__(self, signum, frame):
+        self.pressed = True
+        raise KeyboardInterrupt
+
+    def check(self):
+        if self.pressed:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def handling(self):
+        """Handle SIGINT while the block runs, unless it is ignored (a job started with `&` by a
+        shell without job control) or this is not the main thread; then restore the handler."""
+        self.pressed = False
+        if threading.current_thread() is not threading.main_thread() or \
+                signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            yield
+            return
+        signal.signal(signal.SIGINT, self)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+CTRL_C = _CtrlC()
+
+
 def _bar(total, desc, unit):
-    """A progress bar on stderr (stdout stays for results)."""
+    """A progress bar on stderr (stdout stays for results), which raises KeyboardInterrupt as it
+    moves on if Ctrl-C was pressed and its KeyboardInterrupt dropped (`_CtrlC`)."""
     from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr)
+
+    class Bar(tqdm):
+        def update(self, n=1):
+            CTRL_C.check()
+            return super().update(n)
+
+        def refresh(self, *args, **kwargs):
+            CTRL_C.check()
+            return super().refresh(*args, **kwargs)
+
+    return Bar(total=total, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr)
 
 
 def build_parser():
@@ -822,6 +873,11 @@ PATH_FLAGS = ("weights", "init_from", "theta0_from", "tuned", "readme", "recheck
 
 def main(argv=None):
     print_stacks_on_sigusr1()
+    with CTRL_C.handling():
+        return _main(argv)
+
+
+def _main(argv):
     try:
         args = build_parser().parse_args(argv)
         for name in PATH_FLAGS:

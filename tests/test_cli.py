@@ -380,3 +380,28 @@ def test_figures_eval_seed_rechecks_on_other_tasks(capsys, tmp_path):
     capsys.readouterr()
     assert "E5 has its own episodes" in error_of(capsys, "figures", "--quick", "--eval-seed", "3000")
     assert "training or tuning" in error_of(capsys, "figures", "--quick", "--only", "e1", "--eval-seed", "2000")
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")   # the dropped one
+def test_a_ctrl_c_dropped_in_a_finalizer_is_raised_by_the_next_progress_bar_update():
+    """Python drops a KeyboardInterrupt raised while a __del__ method runs ("Exception ignored");
+    while a command handles SIGINT, the next update of its progress bar raises it again. The handler
+    is the default one again afterwards."""
+    import os
+    import signal
+    from metalstm_np.cli import CTRL_C, _bar
+
+    class SignalledWhileFinalized:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.5)                          # the handler runs here, and its exception is dropped
+
+    with CTRL_C.handling():
+        bar = _bar(3, "test", "job")
+        bar.update()
+        SignalledWhileFinalized()                    # finalized at once: nothing holds it
+        with pytest.raises(KeyboardInterrupt):
+            bar.update()
+        CTRL_C.pressed = False
+        bar.close()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
