@@ -303,6 +303,14 @@ def test_a_lost_worker_is_one_line(capsys, tmp_path, monkeypatch):
     assert "during trajectory 4..5" in err and "Traceback" not in err
 
 
+# `metalstm` as a terminal runs it, with Python's SIGINT handler: a shell that starts a job in the
+# background (`... &`, as a CI runner may) starts it with SIGINT ignored, which its children inherit
+# and keep (Python then installs no handler), and Ctrl-C could not reach the run at all.
+AS_IN_A_TERMINAL = [sys.executable, "-c", "import runpy, signal; "
+                    "signal.signal(signal.SIGINT, signal.default_int_handler); "
+                    "runpy.run_module('metalstm_np', run_name='__main__')"]
+
+
 def _fail_with_the_stacks(run, what):
     """Fail with the stderr of a stuck run (started in its own session) after SIGUSR1 has made each
     of its processes print its threads' stacks there; then kill the whole group."""
@@ -337,7 +345,7 @@ def test_ctrl_c_stops_the_run_and_its_workers(tmp_path):
     130, one line, no traceback, no process of the group left; the checkpoint resumes."""
     import os
     import signal
-    argv = [sys.executable, "-m", "metalstm_np", "train", "--task", "quadratic", "--lstm-hidden", "4",
+    argv = [*AS_IN_A_TERMINAL, "train", "--task", "quadratic", "--lstm-hidden", "4",
             "--trajectories", "4000", "--horizon", "4", "--unroll", "2", "--validate-every", "2",
             "--validation-tasks", "2", "--tasks-per-update", "2", "--workers", "2", "--out", str(tmp_path)]
     run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -396,12 +404,19 @@ def test_a_ctrl_c_dropped_in_a_finalizer_is_raised_by_the_next_progress_bar_upda
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.5)                          # the handler runs here, and its exception is dropped
 
-    with CTRL_C.handling():
-        bar = _bar(3, "test", "job")
-        bar.update()
-        SignalledWhileFinalized()                    # finalized at once: nothing holds it
-        with pytest.raises(KeyboardInterrupt):
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)   # as in a terminal
+    try:
+        with CTRL_C.handling():
+            bar = _bar(3, "test", "job")
             bar.update()
-        CTRL_C.pressed = False
-        bar.close()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            SignalledWhileFinalized()                # finalized at once: nothing holds it
+            with pytest.raises(KeyboardInterrupt):
+                bar.update()
+            CTRL_C.pressed = False
+            bar.close()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        signal.signal(signal.SIGINT, signal.SIG_IGN)     # started in the background: left ignored
+        with CTRL_C.handling():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
