@@ -682,9 +682,9 @@ class _CtrlC:
     remembers that it did. Python runs it between two bytecodes of the main thread, whatever that
     thread is doing, and a KeyboardInterrupt raised inside a __del__ method or a weakref callback is
     printed as "Exception ignored in ..." and dropped, so the run would go on as if Ctrl-C had not
-    been pressed. (One run of the Ctrl-C test in tests/test_cli.py did all its work and exited with
-    status 0; this is the one way we know for a handled SIGINT to be lost.) Every long command
-    updates a progress bar as each job or meta-update ends, and the bars raise it again (`_bar`)."""
+    been pressed. Every long command updates a progress bar as each job or meta-update ends, and
+    the bars raise it again (`_bar`). A command started with SIGINT ignored (in the background, by a
+    shell without job control) leaves it ignored, as that shell asked."""
 
     def __init__(self):
         self.pressed = False
