@@ -26,10 +26,10 @@ look at learned optimization: stability, robustness, and inductive biases"), a f
 hand-designed optimizer added to the learned one, so that where the learned step is small the
 optimizer is that one, and meta-training learns a correction to it (`nominal=η`):
 
-       θ_t = θ_{t−1} − η m̂_t / (√v̂_t + ε) − α tanh(w_out · h_t + b_out)                  (`nominal_step`)
+       θ_t = θ_{t−1} − η m̂_t / (√v̂_t + ε) − α tanh(w_out · h_t + b_out)
 
-   Adam's step at rate η, with the moments the inputs already keep (so β1 = β2 = 0.95, not Adam's
-   defaults); η = 0 (the default) is RNNprop.
+   Adam's step at rate η, which is η times the second input ratio of `moment_features` (so
+   β1 = β2 = 0.95, not Adam's defaults); η = 0 (the default) is RNNprop.
 
 Between input and LSTM sits one dense layer of 20 ELU units, x ↦ elu(x W_in + b_in), as in the
 authors' code; the LSTM is two layers of 20 units, shared by every coordinate (lstm.py).
@@ -45,7 +45,7 @@ from .lstm import init_lstm_stack, lstm_stack, lstm_stack_zero_state
 from .optimizers import Optimizer, params, register
 from .preprocess import log_and_sign
 
-__all__ = ["rnnprop", "moment_features", "bounded_step", "nominal_step", "elu", "INPUTS"]
+__all__ = ["rnnprop", "moment_features", "bounded_step", "elu", "INPUTS"]
 
 INPUTS = ("moments", "log_sign")
 
@@ -68,11 +68,6 @@ def moment_features(grad, m, v, t, beta1, beta2, eps):
 def bounded_step(a, step, bounded=True):
     r"""The step θ_{t−1} − θ_t from the output a: α tanh(a), or α a when not bounded (Lv, Jiang & Li 2017)."""
     return step * np.tanh(a) if bounded else step * a
-
-
-def nominal_step(m, v, t, beta1, beta2, eps, lr):
-    r"""Adam's step η m̂_t / (√v̂_t + ε) from the moments m_t, v_t after step t (Harrison et al. 2022)."""
-    return lr * (m / (1.0 - beta1 ** t)) / (np.sqrt(v / (1.0 - beta2 ** t)) + eps)
 
 
 @register("rnnprop")
@@ -115,14 +110,14 @@ def rnnprop(hidden=(20, 20), dense=20, step=0.1, beta1=0.95, beta2=0.95, eps=1e-
         (module docstring)."""
         t = state["t"] + 1
         if inputs == "moments":
-            x, m, v = moment_features(grad, state["m"], state["v"], t, beta1, beta2, eps)
+            ratios, m, v = moment_features(grad, state["m"], state["v"], t, beta1, beta2, eps)
         else:
-            x, m, v = log_and_sign(grad, p), state["m"], state["v"]
-        x = elu(x.astype(dtype) @ phi["w_in"] + phi["b_in"])             # (n, dense)
+            ratios, m, v = log_and_sign(grad, p), state["m"], state["v"]
+        x = elu(ratios.astype(dtype) @ phi["w_in"] + phi["b_in"])        # (n, dense)
         a, hs, cs = lstm_stack(phi, x, state["h"], state["c"])          # w_out · h_t + b_out, (n,)
         theta = state["theta"] - bounded_step(a, step, bounded).astype(state["theta"].dtype)
-        if nominal:
-            theta = theta - nominal_step(m, v, t, beta1, beta2, eps, nominal)
+        if nominal:                                                     # η m̂_t / (√v̂_t + ε)
+            theta = theta - nominal * ratios[:, 1]
         return {"theta": theta, "m": m, "v": v, "t": t, "h": hs, "c": cs}
 
     return Optimizer(name="rnnprop", init_phi=init_phi, init=init, update=update, params=params,

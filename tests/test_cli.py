@@ -2,8 +2,8 @@
 every user error as one line and exit status 2, never a traceback."""
 import json
 import subprocess
-import time
 import sys
+import time
 
 import numpy as np
 import pytest
