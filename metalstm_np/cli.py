@@ -260,7 +260,7 @@ def _train_config(args, **overrides):
     """The TrainConfig from the flags; `overrides` set the fields a subcommand has no flag for."""
     names = ("trajectories", "horizon", "unroll", "meta_lr", "clip", "meta_loss", "validate_every",
              "validation_tasks", "seed", "validate_on", "weights", "tasks_per_update",
-             "validation_horizon")
+             "validation_horizon", "imitation", "imitation_lr")
     return TrainConfig(**{name: overrides[name] if name in overrides else getattr(args, name)
                           for name in names})
 
@@ -344,7 +344,8 @@ def _train_into(args, out, checkpoint, optimizer, family, validation, config, do
         bar.set_postfix(traj_per_h=f"{per_hour:.0f}", meta_loss=f"{info['meta_loss']:.4g}",
                         best_val=f"{info['best_validation']:.4g}")
         bar.refresh()
-        line = (f"trajectory {info['trajectory']:6d}  meta-loss {info['meta_loss']:.6g}  "
+        kind = "imitation-loss" if info["imitation"] else "meta-loss"
+        line = (f"trajectory {info['trajectory']:6d}  {kind} {info['meta_loss']:.6g}  "
                 f"seconds {info['seconds']:.2f}")
         if info["validation"] is not None:
             line += f"  validation {info['validation']:.6g}  best {info['best_validation']:.6g}"
@@ -417,6 +418,9 @@ def _training_family(args):
 
 def cmd_train(args):
     optimizer = _optimizer_to_train(args)
+    if not args.imitation and args.imitation_lr != TrainConfig().imitation_lr:
+        raise UsageError(f"--imitation-lr {args.imitation_lr} is the rate of the Adam that --imitation "
+                         f"imitates; give --imitation P too")
     phi = None
     if args.eta is not None:
         if args.optimizer != "metalstm":
@@ -446,7 +450,8 @@ def cmd_fewshot_train(args):
     family = fewshot.Episodes(n_way=args.ways, k_shot=args.shots, split="train", **benchmark)
     validation = fewshot.Episodes(n_way=args.ways, k_shot=args.shots, split="validation", **benchmark)
     config = _train_config(args, horizon=steps, unroll=steps, meta_loss="heldout", validate_on="meta-loss",
-                           weights="uniform", validation_horizon=None)
+                           weights="uniform", validation_horizon=None, imitation=0.0,
+                           imitation_lr=TrainConfig().imitation_lr)
     learn = not args.fixed_theta0
     init_rng = numpy.random.default_rng([args.seed, 0])
     if args.optimizer == "metalstm":
@@ -802,6 +807,12 @@ def build_parser():
                     help="weights of the steps in the meta-loss: uniform (the mean, default), "
                          "linear (w_t ∝ t: the same total, shifted to the end of the horizon) or "
                          "piece_ends (the loss at the end of each --unroll piece only, as in RNNprop's code up to one step)")
+    tr.add_argument("--imitation", type=_checked(float, lambda v: 0 <= v <= 1, "a share in [0, 1]"),
+                    default=TrainConfig().imitation, metavar="P",
+                    help="train a share P of the meta-updates to imitate Adam's steps instead "
+                         "(Chen et al. 2020's off-policy imitation; default 0, none)")
+    tr.add_argument("--imitation-lr", type=_positive_float, default=TrainConfig().imitation_lr, metavar="LR",
+                    help=f"the learning rate of the Adam that --imitation imitates ({TrainConfig().imitation_lr})")
     tr.set_defaults(run=cmd_train)
 
     fs = sub.add_parser("fewshot", help="few-shot learning on rotated MNIST (Ravi & Larochelle 2017)")

@@ -33,9 +33,16 @@ of `unroll` steps, equal among the pieces: the meta-loss of Lv et al.'s RNNprop 
 step, since there each piece's loss is f before the piece's last update and here after it; see
 `horizon_weights`).
 
+With `imitation` = p > 0, a share p of the meta-updates is off-policy imitation learning (Chen et
+al. 2020): their B tasks are trained on the imitation loss of unroll.py instead of the meta-loss,
+the steps of Adam at `imitation_lr` on the same tasks from the same θ^0 as the teacher; the others
+are trained as above. Chen et al. draw the choice per trajectory; here it is per meta-update (all B
+tasks, `imitates`), so that no meta-gradient averages two losses of different kinds. The meta-loss
+history then holds the imitation losses of those trajectories.
+
 Everything random is a function of (seed, trajectory index), whatever B: trajectory i's task is
-drawn from numpy.random.default_rng([seed, 1, i]) and validation task j from
-default_rng([seed, 2, j]). The
+drawn from numpy.random.default_rng([seed, 1, i]), validation task j from default_rng([seed, 2, j]),
+and whether the meta-update that starts at trajectory i imitates from default_rng([seed, 3, i]). The
 "RNG state" is therefore the trajectory counter, and a run resumed from its checkpoint replays
 exactly what an uninterrupted run would have done: the same φ, bit for bit (on the same machine,
 BLAS build and thread count; floating-point sums are not associative).
@@ -70,11 +77,11 @@ from .evaluation import Score
 from .optimizers import Optimizer, adam
 from .pool import WorkerLost, run_jobs
 from .serialization import load_phi, save_phi
-from .unroll import ALIASES, KINDS, meta_loss, meta_value_and_grad, unroll
+from .unroll import ALIASES, KINDS, meta_loss, meta_value_and_grad, teacher_steps, unroll
 
 __all__ = ["TrainConfig", "VALIDATE_ON", "WEIGHTS", "Diverged", "WorkerLost", "horizon_weights", "piece_weights",
            "meta_train", "check_resume", "validation_score", "draw_validation_tasks",
-           "load_checkpoint"]
+           "load_checkpoint", "imitates"]
 
 
 VALIDATE_ON = ("meta-loss", "final")      # what early stopping scores on the validation tasks
@@ -96,6 +103,8 @@ class TrainConfig:
     weights: str = "uniform"      # the meta-loss's weights over the horizon (see above)
     tasks_per_update: int = 1     # B: tasks whose meta-gradients each meta-update averages
     validation_horizon: Optional[int] = None   # steps of the validation runs (None: the horizon)
+    imitation: float = 0.0        # the share of meta-updates that imitate Adam (Chen et al. 2020; see above)
+    imitation_lr: float = 0.03    # the learning rate of the Adam they imitate
 
     def __post_init__(self):
         object.__setattr__(self, "meta_loss", ALIASES.get(self.meta_loss, self.meta_loss))
@@ -132,6 +141,14 @@ class TrainConfig:
         if self.meta_loss == "heldout" and self.horizon != self.unroll:
             raise ValueError(f"the held-out meta-loss is taken at θ_T once per trajectory: horizon "
                              f"({self.horizon}) must equal unroll ({self.unroll})")
+        if not 0 <= self.imitation <= 1:
+            raise ValueError(f"imitation is the share of meta-updates that imitate Adam, in [0, 1]; "
+                             f"got {self.imitation!r}")
+        if not self.imitation_lr > 0:
+            raise ValueError(f"imitation_lr must be positive, got {self.imitation_lr!r}")
+        if self.imitation and self.meta_loss == "heldout":
+            raise ValueError("imitation replaces the meta-loss over the steps of an unroll; the held-out "
+                             "meta-loss has none")
         if self.trajectories % self.validate_every:
             raise ValueError(f"trajectories ({self.trajectories}) is not a multiple of validate_every "
                              f"({self.validate_every}): the last trajectories would never be validated")
@@ -259,6 +276,7 @@ class _Piece:
     phi: dict
     state: object               # the optimizer state the piece starts from; None: init(φ, θ^0)
     frozen: tuple
+    imitate: bool = False       # the imitation loss (config.imitation) instead of the meta-loss
 
 
 @dataclass(frozen=True)
@@ -280,15 +298,30 @@ def _task(family, seed, stream, index):
     return family.sample(numpy.random.default_rng([seed, stream, index]))
 
 
+def imitates(config, first):
+    """Whether the meta-update that starts at trajectory `first` trains on the imitation loss: with
+    probability config.imitation, drawn from default_rng([seed, 3, first])."""
+    return bool(config.imitation) and numpy.random.default_rng([config.seed, 3, first]).random() < config.imitation
+
+
+@functools.lru_cache(maxsize=8)
+def _teacher(family, config, index):
+    """The steps of Adam at config.imitation_lr over the horizon of trajectory `index`'s task (the
+    teacher of the imitation loss), kept for the next pieces of the trajectory."""
+    hyper = {**adam.init_phi(), "lr": config.imitation_lr}
+    return teacher_steps(adam, hyper, _task(family, config.seed, 1, index), config.horizon)
+
+
 def _run_piece(job):
     """(meta-loss, flat meta-gradient with the frozen keys zeroed, final state) of one piece. Overflow
     warnings are silenced: a non-finite result is reported by meta_train as a Diverged."""
     config, t0 = job.config, job.piece * job.config.unroll
     task = _task(job.family, config.seed, 1, job.index)
+    teachers = _teacher(job.family, config, job.index)[t0:t0 + config.unroll] if job.imitate else None
     with numpy.errstate(all="ignore"):
         value, grad_phi, state = meta_value_and_grad(
             job.optimizer, job.phi, task, job.state, steps=config.unroll, t0=t0, kind=config.meta_loss,
-            weights=piece_weights(config, t0))
+            weights=piece_weights(config, t0), teachers=teachers)
     g, _ = flatten({k: (v if k not in job.frozen else 0.0 * v) for k, v in grad_phi.items()})
     return value, g, state
 
@@ -366,9 +399,10 @@ def _meta_update(adam_state, indices, optimizer, family, config, unflatten, froz
     meta-loss: the mean of its pieces'). `kept` ends the message of a Diverged or WorkerLost."""
     adam_phi = {**adam.init_phi(), "lr": config.meta_lr}
     states, piece_losses = [None] * len(indices), [[] for _ in indices]
+    imitate = imitates(config, indices[0])
     for piece in range(config.horizon // config.unroll):
         phi = unflatten(adam.params(adam_state))
-        jobs = [_Piece(optimizer, family, config, i, piece, phi, state, tuple(frozen))
+        jobs = [_Piece(optimizer, family, config, i, piece, phi, state, tuple(frozen), imitate)
                 for i, state in zip(indices, states)]
         try:
             results = run_jobs(pool, _run_piece, jobs)
@@ -425,7 +459,8 @@ def meta_train(optimizer, family, validation_family, config, checkpoint, resume=
     holding the current φ). resume: continue from it, which gives the same result, bit for bit, as a
     run that never stopped (`config.trajectories` may be raised to train on). callback(info) is
     called after every meta-update with a dict of trajectory (done so far), meta_loss (the mean of
-    the update's tasks), validation (or None), best_validation, seconds (of the update). phi: the
+    the update's tasks), validation (or None), best_validation, seconds (of the update), imitation
+    (whether its meta_loss is the imitation loss, `imitates`). phi: the
     initial φ (default: optimizer.init_phi(default_rng([seed, 0]))). best_path: where to write the
     best φ as a weights file, every time it improves. frozen: top-level keys of φ that stay as they
     are (their meta-gradient is zeroed, so Adam leaves them exactly unchanged): e.g. ("z_f", "z_i")
@@ -460,5 +495,5 @@ def meta_train(optimizer, family, validation_family, config, checkpoint, resume=
         if callback:
             callback({"trajectory": run.trajectory, "meta_loss": float(numpy.mean(losses)),
                       "validation": validation, "best_validation": float(run.best["validation"]),
-                      "seconds": time.perf_counter() - t_start})
+                      "seconds": time.perf_counter() - t_start, "imitation": imitates(config, first)})
     return unflatten(run.best["phi"]), run.history

@@ -15,6 +15,17 @@ meta-training):
                         of a trajectory are not drowned by the early ones (f must stay positive)
     f_heldout(θ_T)      on held-out data at θ_T      (Ravi & Larochelle 2017, Algorithm 1, line 12)
 
+and one that is not a loss of the learner but of the optimizer's steps, the imitation loss of Chen
+et al. 2020 ("Training stronger baselines for learning to optimize", off-policy imitation):
+
+    Σ_t w_t ½ mean_i (Δθ_{t,i} − Δθ^A_{t,i})² / mean_{t,i} (Δθ^A_{t,i})²     (`imitation_loss`)
+
+where Δθ_t = θ_t − θ_{t−1} are the optimizer's steps on its own trajectory and Δθ^A_t the steps of
+a hand-designed teacher (Adam) on the teacher's trajectory of the same task, from the same θ^0 on
+the same minibatches (`teacher_steps`). Chen et al. take ½ mean (Δθ_t − Δθ^A_t)²; dividing by the
+teacher's mean squared step over the piece (ours) makes it a relative error, about 1 for steps as
+far off as the teacher's own size, so that it keeps the meta-loss's scale when the two are mixed.
+
 Dropping second derivatives. Both papers treat the optimizer's input ∇_t as a constant,
 ∂∇_t/∂φ = 0, so that the meta-gradient needs no Hessian of the learner. Here ∇_t is computed on the
 unboxed θ (autograd's `getval`), out of autograd's sight. The loss L_t = f(θ_{t−1}) keeps its first
@@ -31,8 +42,10 @@ unrolled in pieces with the state carried over (and cut from the graph with `sto
 from autograd import value_and_grad
 from autograd.tracer import getval
 import autograd.numpy as np
+import numpy
 
-__all__ = ["KINDS", "ALIASES", "unroll", "loss_and_grad", "stop_gradient", "meta_loss", "meta_value_and_grad"]
+__all__ = ["KINDS", "ALIASES", "unroll", "loss_and_grad", "stop_gradient", "meta_loss", "meta_value_and_grad",
+           "teacher_steps", "imitation_loss"]
 
 KINDS = ("mean", "log", "heldout")     # the meta-losses
 ALIASES = {"sum": "mean"}              # an older name of the (weighted) mean, still accepted
@@ -104,12 +117,57 @@ def meta_loss(optimizer, phi, task, state=None, steps=20, t0=0, kind="mean", wei
     return sum(w_t * L for w_t, L in zip(w, losses[1:])), state                    # Andrychowicz, eq. 3
 
 
+def teacher_steps(teacher, hyper, task, steps):
+    r"""The steps Δθ^A_t = θ^A_t − θ^A_{t−1}, t = 1..steps (an array (steps, n)), of the hand-designed
+    optimizer `teacher` with hyperparameters `hyper` (its φ, e.g. {"lr": 0.03, ...}) on `task` from
+    its θ^0: the teacher's own trajectory, on the minibatches t = 1..steps."""
+    deltas, previous = [], [task.theta0]
+
+    def observe(k, state):
+        theta = teacher.params(state)
+        deltas.append(theta - previous[0])
+        previous[0] = theta
+
+    unroll(teacher, hyper, task, teacher.init(hyper, task.theta0), steps, observe=observe)
+    return numpy.stack(deltas)
+
+
+def imitation_loss(optimizer, phi, task, teachers, state=None, t0=0, weights=None):
+    r"""The imitation loss of one unroll of len(teachers) steps from `state` (None: init(φ, θ^0)) and
+    the final state: Σ_t w_t ½ mean((Δθ_t − Δθ^A_t)²) / mean((Δθ^A)²) (module docstring), where
+    teachers[k] = Δθ^A_{t0+k+1} (from `teacher_steps`) and w_t = 1/T by default."""
+    steps = len(teachers)
+    w = np.full(steps, 1.0 / steps) if weights is None else weights
+    if len(w) != steps:
+        raise ValueError(f"{len(w)} meta-loss weights for an unroll of {steps} steps")
+    scale = float(numpy.mean(numpy.square(teachers)))            # mean (Δθ^A)² over the piece
+    if not scale > 0:
+        raise ValueError(f"the teacher's steps are all zero over steps {t0 + 1}..{t0 + steps}: "
+                         f"there is no step to imitate")
+    if state is None:
+        state = optimizer.init(phi, task.theta0)
+    total = 0.0
+    for k in range(steps):
+        theta = optimizer.params(state)
+        loss, grad = loss_and_grad(task, theta, t0 + k + 1)
+        state = optimizer.update(phi, state, grad, loss)
+        total = total + w[k] * 0.5 * np.mean((optimizer.params(state) - theta - teachers[k]) ** 2) / scale
+    return total, state
+
+
 def meta_value_and_grad(optimizer, phi, task, state=None, steps=20, t0=0, kind="mean",
-                        weights=None, second_order=False):
-    r"""(meta-loss, ∂meta-loss/∂φ, final state with boxes removed) for one unroll piece."""
+                        weights=None, second_order=False, teachers=None):
+    r"""(meta-loss, ∂meta-loss/∂φ, final state with boxes removed) for one unroll piece; with
+    `teachers` (a teacher's steps, `teacher_steps`), the imitation loss of the piece instead."""
+    if teachers is not None and len(teachers) != steps:
+        raise ValueError(f"{len(teachers)} teacher steps for an unroll of {steps} steps")
     final = {}
 
     def objective(phi):
+        if teachers is not None:
+            value, state_T = imitation_loss(optimizer, phi, task, teachers, state, t0, weights)
+            final["state"] = stop_gradient(state_T)
+            return value
         value, state_T = meta_loss(optimizer, phi, task, state, steps, t0, kind, weights, second_order)
         final["state"] = stop_gradient(state_T)
         return value

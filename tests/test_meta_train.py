@@ -8,9 +8,11 @@ from autograd.misc.flatten import flatten
 
 from metalstm_np import Quadratic, l2l, meta_lstm
 from metalstm_np.learners import Task
-from metalstm_np.meta_train import (Diverged, TrainConfig, draw_validation_tasks, load_checkpoint, meta_train,
-                                    validation_score)
+from metalstm_np.meta_train import (Diverged, TrainConfig, draw_validation_tasks, imitates, load_checkpoint,
+                                    meta_train, validation_score)
+from metalstm_np.optimizers import adam
 from metalstm_np.serialization import load_phi
+from metalstm_np.unroll import imitation_loss, meta_loss, teacher_steps
 
 TINY = TrainConfig(trajectories=6, horizon=6, unroll=3, validate_every=2, validation_tasks=2,
                    meta_lr=0.01, seed=3)
@@ -437,3 +439,54 @@ def test_validation_horizon_scores_longer_runs_than_training(tmp_path):
     assert history["validation"][0] == expected
     with pytest.raises(ValueError, match="validation_horizon 8 does not apply"):
         TrainConfig(horizon=4, unroll=4, meta_loss="heldout", validation_horizon=8)
+
+
+# ------------------------------------------------------------------------------ imitation (Chen et al. 2020)
+
+def test_which_meta_updates_imitate_is_a_function_of_seed_and_trajectory():
+    share = replace(TINY, trajectories=4000, validate_every=4, tasks_per_update=4, imitation=0.3)
+    chosen = [imitates(share, first) for first in range(0, 4000, 4)]
+    assert chosen == [imitates(share, first) for first in range(0, 4000, 4)]
+    assert 0.25 < np.mean(chosen) < 0.35
+    assert chosen != [imitates(replace(share, seed=4), first) for first in range(0, 4000, 4)]
+    assert not any(imitates(replace(share, imitation=0.0), first) for first in range(0, 400, 4))
+    assert all(imitates(replace(share, imitation=1.0), first) for first in range(0, 400, 4))
+
+
+def test_an_imitating_meta_update_trains_on_the_imitation_loss_of_adams_steps(tmp_path):
+    r"""imitation = 1, one piece per trajectory: the first trajectory's recorded loss is the imitation
+    loss of the initial φ against Adam at imitation_lr on the same task, and the log says so."""
+    config = replace(TINY, trajectories=2, horizon=3, unroll=3, validate_every=1, imitation=1.0, imitation_lr=0.05)
+    opt, family, infos = tiny_l2l(), Quadratic(3), []
+    meta_train(opt, family, family, config, tmp_path / "c.npz", callback=infos.append)
+    phi0 = opt.init_phi(np.random.default_rng([config.seed, 0]))
+    task = family.sample(np.random.default_rng([config.seed, 1, 0]))
+    teachers = teacher_steps(adam, {**adam.init_phi(), "lr": 0.05}, task, 3)
+    expected = imitation_loss(opt, phi0, task, teachers)[0]
+    history = load_checkpoint(tmp_path / "c.npz")[2]["history"]["meta_loss"]
+    np.testing.assert_allclose(history[0], expected, rtol=1e-12)
+    assert history[0] != meta_loss(opt, phi0, task, steps=3)[0]
+    assert [info["imitation"] for info in infos] == [True, True]
+
+
+def test_a_run_that_imitates_resumes_bit_for_bit(tmp_path):
+    config = replace(TINY, imitation=0.5)
+    assert len({imitates(config, first) for first in range(config.trajectories)}) == 2   # both kinds occur
+    meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), config, tmp_path / "straight.npz")
+    meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), replace(config, trajectories=4), tmp_path / "split.npz")
+    meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), config, tmp_path / "split.npz", resume=True)
+    assert_same_checkpoint(tmp_path / "straight.npz", tmp_path / "split.npz")
+    plain = tmp_path / "plain.npz"
+    meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), TINY, plain)
+    assert load_checkpoint(plain)[2]["history"] != load_checkpoint(tmp_path / "straight.npz")[2]["history"]
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"imitation": 1.5}, r"imitation is the share of meta-updates that imitate Adam, in \[0, 1\]; got 1.5"),
+    ({"imitation": -0.1}, r"in \[0, 1\]; got -0.1"),
+    ({"imitation": 0.3, "imitation_lr": 0.0}, "imitation_lr must be positive, got 0.0"),
+    ({"imitation": 0.3, "meta_loss": "heldout", "horizon": 3, "unroll": 3}, "the held-out meta-loss has none"),
+])
+def test_train_config_refuses_bad_imitation(fields, message):
+    with pytest.raises(ValueError, match=message):
+        replace(TINY, **fields)
