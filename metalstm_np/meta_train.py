@@ -35,8 +35,8 @@ step, since there each piece's loss is f before the piece's last update and here
 
 With `imitation` = p > 0, a share p of the meta-updates is off-policy imitation learning (Chen et
 al. 2020): their B tasks are trained on the imitation loss of unroll.py instead of the meta-loss,
-the steps of Adam at `imitation_lr` on the same tasks from the same θ^0 as the teacher; the others
-are trained as above. Chen et al. draw the choice per trajectory; here it is per meta-update (all B
+with Adam at `imitation_lr` on the same tasks from the same θ^0 as the teacher (the optimizer
+proposes its steps along Adam's trajectory, piece after piece); the others are trained as above. Chen et al. draw the choice per trajectory; here it is per meta-update (all B
 tasks, `imitates`), so that no meta-gradient averages two losses of different kinds. The meta-loss
 history then holds the imitation losses of those trajectories.
 
@@ -77,7 +77,7 @@ from .evaluation import Score
 from .optimizers import Optimizer, adam
 from .pool import WorkerLost, run_jobs
 from .serialization import load_phi, save_phi
-from .unroll import ALIASES, KINDS, meta_loss, meta_value_and_grad, teacher_steps, unroll
+from .unroll import ALIASES, KINDS, meta_loss, meta_value_and_grad, teacher_trajectory, unroll
 
 __all__ = ["TrainConfig", "VALIDATE_ON", "WEIGHTS", "Diverged", "WorkerLost", "horizon_weights", "piece_weights",
            "meta_train", "check_resume", "validation_score", "draw_validation_tasks",
@@ -306,10 +306,10 @@ def imitates(config, first):
 
 @functools.lru_cache(maxsize=8)
 def _teacher(family, config, index):
-    """The steps of Adam at config.imitation_lr over the horizon of trajectory `index`'s task (the
-    teacher of the imitation loss), kept for the next pieces of the trajectory."""
+    """The iterates θ^A_0..θ^A_horizon of Adam at config.imitation_lr on trajectory `index`'s task
+    (the teacher of the imitation loss), kept for the next pieces of the trajectory."""
     hyper = {**adam.init_phi(), "lr": config.imitation_lr}
-    return teacher_steps(adam, hyper, _task(family, config.seed, 1, index), config.horizon)
+    return teacher_trajectory(adam, hyper, _task(family, config.seed, 1, index), config.horizon)
 
 
 def _run_piece(job):
@@ -317,7 +317,7 @@ def _run_piece(job):
     warnings are silenced: a non-finite result is reported by meta_train as a Diverged."""
     config, t0 = job.config, job.piece * job.config.unroll
     task = _task(job.family, config.seed, 1, job.index)
-    teachers = _teacher(job.family, config, job.index)[t0:t0 + config.unroll] if job.imitate else None
+    teachers = _teacher(job.family, config, job.index)[t0:t0 + config.unroll + 1] if job.imitate else None
     with numpy.errstate(all="ignore"):
         value, grad_phi, state = meta_value_and_grad(
             job.optimizer, job.phi, task, job.state, steps=config.unroll, t0=t0, kind=config.meta_loss,

@@ -20,11 +20,14 @@ et al. 2020 ("Training stronger baselines for learning to optimize", off-policy 
 
     Σ_t w_t ½ mean_i (Δθ_{t,i} − Δθ^A_{t,i})² / mean_{t,i} (Δθ^A_{t,i})²     (`imitation_loss`)
 
-where Δθ_t = θ_t − θ_{t−1} are the optimizer's steps on its own trajectory and Δθ^A_t the steps of
-a hand-designed teacher (Adam) on the teacher's trajectory of the same task, from the same θ^0 on
-the same minibatches (`teacher_steps`). Chen et al. take ½ mean (Δθ_t − Δθ^A_t)²; dividing by the
-teacher's mean squared step over the piece (ours) makes it a relative error, about 1 for steps as
-far off as the teacher's own size, so that it keeps the meta-loss's scale when the two are mixed.
+on the trajectory θ^A_0 = θ^0, θ^A_1, ... of a hand-designed teacher (Adam) on the same task and
+minibatches (`teacher_trajectory`), Δθ^A_t = θ^A_t − θ^A_{t−1}: off-policy, the optimizer is fed
+the gradients at the teacher's iterates, and Δθ_t is the step it proposes from θ^A_{t−1}, after
+which it goes on from θ^A_t, not from where its own step led (its other state, the moments and the
+LSTM's h and c, is its own). ∇ then does not depend on φ, so nothing is dropped from this
+meta-gradient. Chen et al. take ½ mean (Δθ_t − Δθ^A_t)²; dividing by the teacher's mean squared
+step over the piece (ours) makes it a relative error, ½ for a zero step, so that it keeps the
+meta-loss's scale when the two are mixed.
 
 Dropping second derivatives. Both papers treat the optimizer's input ∇_t as a constant,
 ∂∇_t/∂φ = 0, so that the meta-gradient needs no Hessian of the learner. Here ∇_t is computed on the
@@ -45,7 +48,7 @@ import autograd.numpy as np
 import numpy
 
 __all__ = ["KINDS", "ALIASES", "unroll", "loss_and_grad", "stop_gradient", "meta_loss", "meta_value_and_grad",
-           "teacher_steps", "imitation_loss"]
+           "teacher_trajectory", "imitation_loss"]
 
 KINDS = ("mean", "log", "heldout")     # the meta-losses
 ALIASES = {"sum": "mean"}              # an older name of the (weighted) mean, still accepted
@@ -117,50 +120,48 @@ def meta_loss(optimizer, phi, task, state=None, steps=20, t0=0, kind="mean", wei
     return sum(w_t * L for w_t, L in zip(w, losses[1:])), state                    # Andrychowicz, eq. 3
 
 
-def teacher_steps(teacher, hyper, task, steps):
-    r"""The steps Δθ^A_t = θ^A_t − θ^A_{t−1}, t = 1..steps (an array (steps, n)), of the hand-designed
-    optimizer `teacher` with hyperparameters `hyper` (its φ, e.g. {"lr": 0.03, ...}) on `task` from
-    its θ^0: the teacher's own trajectory, on the minibatches t = 1..steps."""
-    deltas, previous = [], [task.theta0]
-
-    def observe(k, state):
-        theta = teacher.params(state)
-        deltas.append(theta - previous[0])
-        previous[0] = theta
-
-    unroll(teacher, hyper, task, teacher.init(hyper, task.theta0), steps, observe=observe)
-    return numpy.stack(deltas)
+def teacher_trajectory(teacher, hyper, task, steps):
+    r"""θ^A_0 = θ^0, θ^A_1, ..., θ^A_steps (an array (steps + 1, n)): the iterates of the hand-designed
+    optimizer `teacher` with hyperparameters `hyper` (its φ, e.g. {"lr": 0.03, ...}) on `task`, on
+    the minibatches t = 1..steps."""
+    thetas = [task.theta0]
+    unroll(teacher, hyper, task, teacher.init(hyper, task.theta0), steps,
+           observe=lambda k, state: thetas.append(teacher.params(state)))
+    return numpy.stack(thetas)
 
 
-def imitation_loss(optimizer, phi, task, teachers, state=None, t0=0, weights=None):
-    r"""The imitation loss of one unroll of len(teachers) steps from `state` (None: init(φ, θ^0)) and
-    the final state: Σ_t w_t ½ mean((Δθ_t − Δθ^A_t)²) / mean((Δθ^A)²) (module docstring), where
-    teachers[k] = Δθ^A_{t0+k+1} (from `teacher_steps`) and w_t = 1/T by default."""
-    steps = len(teachers)
+def imitation_loss(optimizer, phi, task, thetas, state=None, t0=0, weights=None):
+    r"""The imitation loss of the T = len(thetas) − 1 steps t0+1..t0+T of a teacher's trajectory,
+    thetas[k] = θ^A_{t0+k} (from `teacher_trajectory`), and the optimizer's state after them (its θ
+    the teacher's θ^A_{t0+T}); `state=None` starts from init(φ, θ^A_{t0}). The loss is
+    Σ_t w_t ½ mean((Δθ_t − Δθ^A_t)²) / mean((Δθ^A)²), Δθ_t the optimizer's step from θ^A_{t−1} fed
+    the gradient there (module docstring), w_t = 1/T by default."""
+    steps = len(thetas) - 1
     w = np.full(steps, 1.0 / steps) if weights is None else weights
     if len(w) != steps:
         raise ValueError(f"{len(w)} meta-loss weights for an unroll of {steps} steps")
-    scale = float(numpy.mean(numpy.square(teachers)))            # mean (Δθ^A)² over the piece
+    teacher = numpy.diff(thetas, axis=0)                       # Δθ^A_t
+    scale = float(numpy.mean(numpy.square(teacher)))           # mean (Δθ^A)² over the piece
     if not scale > 0:
         raise ValueError(f"the teacher's steps are all zero over steps {t0 + 1}..{t0 + steps}: "
                          f"there is no step to imitate")
-    if state is None:
-        state = optimizer.init(phi, task.theta0)
+    state = optimizer.init(phi, thetas[0]) if state is None else state
     total = 0.0
     for k in range(steps):
-        theta = optimizer.params(state)
-        loss, grad = loss_and_grad(task, theta, t0 + k + 1)
+        state = {**state, "theta": thetas[k]}                  # at the teacher's iterate θ^A_{t−1}
+        loss, grad = value_and_grad(task.loss)(thetas[k], t0 + k + 1)
         state = optimizer.update(phi, state, grad, loss)
-        total = total + w[k] * 0.5 * np.mean((optimizer.params(state) - theta - teachers[k]) ** 2) / scale
-    return total, state
+        total = total + w[k] * 0.5 * np.mean((optimizer.params(state) - thetas[k] - teacher[k]) ** 2) / scale
+    return total, {**state, "theta": thetas[-1]}
 
 
 def meta_value_and_grad(optimizer, phi, task, state=None, steps=20, t0=0, kind="mean",
                         weights=None, second_order=False, teachers=None):
     r"""(meta-loss, ∂meta-loss/∂φ, final state with boxes removed) for one unroll piece; with
-    `teachers` (a teacher's steps, `teacher_steps`), the imitation loss of the piece instead."""
-    if teachers is not None and len(teachers) != steps:
-        raise ValueError(f"{len(teachers)} teacher steps for an unroll of {steps} steps")
+    `teachers` (θ^A_{t0}..θ^A_{t0+steps} of a teacher, `teacher_trajectory`), the imitation loss of
+    the piece instead."""
+    if teachers is not None and len(teachers) != steps + 1:
+        raise ValueError(f"{len(teachers)} teacher iterates for an unroll of {steps} steps (expected {steps + 1})")
     final = {}
 
     def objective(phi):

@@ -12,7 +12,7 @@ from metalstm_np.meta_train import (Diverged, TrainConfig, draw_validation_tasks
                                     meta_train, validation_score)
 from metalstm_np.optimizers import adam
 from metalstm_np.serialization import load_phi
-from metalstm_np.unroll import imitation_loss, meta_loss, teacher_steps
+from metalstm_np.unroll import imitation_loss, meta_loss, teacher_trajectory
 
 TINY = TrainConfig(trajectories=6, horizon=6, unroll=3, validate_every=2, validation_tasks=2,
                    meta_lr=0.01, seed=3)
@@ -455,14 +455,14 @@ def test_which_meta_updates_imitate_is_a_function_of_seed_and_trajectory():
 
 def test_an_imitating_meta_update_trains_on_the_imitation_loss_of_adams_steps(tmp_path):
     r"""imitation = 1, one piece per trajectory: the first trajectory's recorded loss is the imitation
-    loss of the initial φ against Adam at imitation_lr on the same task, and the log says so."""
+    loss of the initial φ along Adam's trajectory at imitation_lr on the same task, and the log says so."""
     config = replace(TINY, trajectories=2, horizon=3, unroll=3, validate_every=1, imitation=1.0, imitation_lr=0.05)
     opt, family, infos = tiny_l2l(), Quadratic(3), []
     meta_train(opt, family, family, config, tmp_path / "c.npz", callback=infos.append)
     phi0 = opt.init_phi(np.random.default_rng([config.seed, 0]))
     task = family.sample(np.random.default_rng([config.seed, 1, 0]))
-    teachers = teacher_steps(adam, {**adam.init_phi(), "lr": 0.05}, task, 3)
-    expected = imitation_loss(opt, phi0, task, teachers)[0]
+    thetas = teacher_trajectory(adam, {**adam.init_phi(), "lr": 0.05}, task, 3)
+    expected = imitation_loss(opt, phi0, task, thetas)[0]
     history = load_checkpoint(tmp_path / "c.npz")[2]["history"]["meta_loss"]
     np.testing.assert_allclose(history[0], expected, rtol=1e-12)
     assert history[0] != meta_loss(opt, phi0, task, steps=3)[0]

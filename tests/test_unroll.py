@@ -20,7 +20,7 @@ from metalstm_np.meta_lstm import meta_lstm
 from metalstm_np.optimizers import adam, sgd
 from metalstm_np.rnnprop import rnnprop
 from metalstm_np.unroll import (imitation_loss, loss_and_grad, meta_loss, meta_value_and_grad, stop_gradient,
-                                 teacher_steps, unroll)
+                                 teacher_trajectory, unroll)
 
 N = 7
 STEPS = 3
@@ -229,50 +229,59 @@ def test_first_order_differs_from_full_meta_gradient_on_the_quadratic(name, kind
 # ------------------------------------------------------------------------------ imitation (Chen et al. 2020)
 
 def test_the_teacher_imitating_itself_has_imitation_loss_zero_exactly():
-    r"""Adam as the 'student', with the teacher's own hyperparameters: its steps are the teacher's,
-    bit for bit, so the loss is 0.0; with another rate it is not."""
+    r"""Adam as the 'student', with the teacher's own hyperparameters, fed the gradients at the
+    teacher's iterates: its steps are the teacher's, bit for bit, so the loss is 0.0, and it ends at
+    the teacher's last iterate; with another rate the loss is not 0."""
     task = mlp_task(seed=4)
     hyper = {**adam.init_phi(), "lr": 0.03}
-    teachers = teacher_steps(adam, hyper, task, 6)
-    assert teachers.shape == (6, task.theta0.size) and np.all(np.any(teachers != 0, axis=1))
-    value, state = imitation_loss(adam, hyper, task, teachers)
+    thetas = teacher_trajectory(adam, hyper, task, 6)
+    assert thetas.shape == (7, task.theta0.size) and np.all(np.any(np.diff(thetas, axis=0) != 0, axis=1))
+    np.testing.assert_array_equal(thetas[0], task.theta0)
+    np.testing.assert_array_equal(thetas[-1], unroll(adam, hyper, task, adam.init(hyper, task.theta0), 6)[1]["theta"])
+    value, state = imitation_loss(adam, hyper, task, thetas)
     assert value == 0.0
-    np.testing.assert_array_equal(state["theta"], unroll(adam, hyper, task, adam.init(hyper, task.theta0), 6)[1]["theta"])
-    assert imitation_loss(adam, {**hyper, "lr": 0.01}, task, teachers)[0] > 0.01
+    np.testing.assert_array_equal(state["theta"], thetas[-1])
+    assert state["t"] == 6
+    assert imitation_loss(adam, {**hyper, "lr": 0.01}, task, thetas)[0] > 0.01
 
 
-def test_imitation_loss_is_the_relative_squared_error_of_the_steps():
-    r"""Against the formula written out on a plain run of the optimizer: Σ_t w_t ½ mean((Δθ_t − Δθ^A_t)²)
-    / mean((Δθ^A)²), with uniform and with given weights, from a state part-way through a trajectory."""
+def test_imitation_loss_is_the_relative_squared_error_of_the_steps_along_the_teachers_trajectory():
+    r"""Against the formula written out with one-step unrolls of the optimizer from each of the
+    teacher's iterates (its own state carried): Σ_t w_t ½ mean((Δθ_t − Δθ^A_t)²) / mean((Δθ^A)²),
+    with uniform and with given weights; and two pieces, the state carried, make the whole."""
     task = mlp_task(seed=5)
     opt = rnnprop(hidden=(4,), dense=3, dtype="float64")
     phi = opt.init_phi(np.random.default_rng(6))
-    teachers = teacher_steps(adam, {**adam.init_phi(), "lr": 0.03}, task, 5)[2:]    # steps 3..5
-    _, start = unroll(opt, phi, task, opt.init(phi, task.theta0), 2)
-    thetas = [start["theta"]]
-    _, end = unroll(opt, phi, task, start, 3, t0=2, observe=lambda k, s: thetas.append(s["theta"]))
-    errors = [0.5 * np.mean((b - a - d) ** 2) for a, b, d in zip(thetas, thetas[1:], teachers)]
-    scale = np.mean(teachers ** 2)
-    for w in (None, np.array([0.2, 0.3, 0.5])):
-        value, state = imitation_loss(opt, phi, task, teachers, start, t0=2, weights=w)
-        expected = np.dot(np.full(3, 1 / 3) if w is None else w, errors) / scale
-        np.testing.assert_allclose(value, expected, rtol=1e-12)
-        np.testing.assert_array_equal(state["theta"], end["theta"])
+    thetas = teacher_trajectory(adam, {**adam.init_phi(), "lr": 0.03}, task, 5)
+    state, errors = opt.init(phi, task.theta0), []
+    for k in range(5):
+        _, state = unroll(opt, phi, task, {**state, "theta": thetas[k]}, 1, t0=k)
+        errors.append(0.5 * np.mean((state["theta"] - thetas[k + 1]) ** 2))  # (Δθ_t − Δθ^A_t) = θ_t − θ^A_t
+    scale = np.mean(np.diff(thetas, axis=0) ** 2)
+    for w in (None, np.array([0.1, 0.1, 0.2, 0.3, 0.3])):
+        value, end = imitation_loss(opt, phi, task, thetas, weights=w)
+        np.testing.assert_allclose(value, np.dot(np.full(5, 0.2) if w is None else w, errors) / scale, rtol=1e-10)
+        np.testing.assert_array_equal(end["theta"], thetas[-1])
+    first, middle = imitation_loss(opt, phi, task, thetas[:3])
+    second, _ = imitation_loss(opt, phi, task, thetas[2:], middle, t0=2)
+    parts = (np.mean(errors[:2]) / np.mean(np.diff(thetas[:3], axis=0) ** 2),
+             np.mean(errors[2:]) / np.mean(np.diff(thetas[2:], axis=0) ** 2))
+    np.testing.assert_allclose([first, second], parts, rtol=1e-10)
 
 
 @pytest.mark.parametrize("name", ["l2l", "rnnprop"])
 def test_imitation_meta_gradient_matches_central_differences(name):
-    r"""On a linear loss ∇ does not depend on θ, so the first-order meta-gradient is the whole one
-    and must match central differences of imitation_loss in φ."""
-    task = linear_task(np.random.default_rng(7), N)
+    r"""Along the teacher's iterates the gradients do not depend on φ, so nothing is dropped: the
+    meta-gradient matches central differences of imitation_loss in φ, on the quadratic too."""
     opt = l2l(hidden=(6, 5), output_scale=1.0) if name == "l2l" else rnnprop(hidden=(4, 3), dense=5, dtype="float64")
     phi = opt.init_phi(np.random.default_rng(8))
-    teachers = np.random.default_rng(9).normal(scale=0.1, size=(STEPS, N))
-    value, g, state = meta_value_and_grad(opt, phi, task, steps=STEPS, teachers=teachers)
-    assert not has_box(state) and value == imitation_loss(opt, phi, task, teachers)[0]
+    thetas = QUADRATIC.theta0 + np.cumsum(np.random.default_rng(9).normal(scale=0.1, size=(STEPS + 1, N)), axis=0)
+    thetas[0] = QUADRATIC.theta0
+    value, g, state = meta_value_and_grad(opt, phi, QUADRATIC, steps=STEPS, teachers=thetas)
+    assert not has_box(state) and value == imitation_loss(opt, phi, QUADRATIC, thetas)[0]
     g_flat, _ = flatten(g)
     x, unflatten, dirs = directions(phi, seed=10)
-    L = lambda v: imitation_loss(opt, unflatten(v), task, teachers)[0]
+    L = lambda v: imitation_loss(opt, unflatten(v), QUADRATIC, thetas)[0]
     eps = 1e-6
     for d in dirs:
         fd = (L(x + eps * d) - L(x - eps * d)) / (2 * eps)
@@ -284,8 +293,8 @@ def test_imitation_refuses_no_step_to_imitate_and_a_wrong_count():
     task = linear_task(np.random.default_rng(7), N)
     opt, phi = phi_of("l2l")
     with pytest.raises(ValueError, match=r"the teacher's steps are all zero over steps 4..6"):
-        imitation_loss(opt, phi, task, np.zeros((3, N)), t0=3)
-    with pytest.raises(ValueError, match="2 teacher steps for an unroll of 3 steps"):
-        meta_value_and_grad(opt, phi, task, steps=3, teachers=np.ones((2, N)))
+        imitation_loss(opt, phi, task, np.zeros((4, N)), t0=3)
+    with pytest.raises(ValueError, match=r"3 teacher iterates for an unroll of 3 steps \(expected 4\)"):
+        meta_value_and_grad(opt, phi, task, steps=3, teachers=np.ones((3, N)))
     with pytest.raises(ValueError, match="2 meta-loss weights for an unroll of 3 steps"):
-        imitation_loss(opt, phi, task, np.ones((3, N)), weights=np.ones(2))
+        imitation_loss(opt, phi, task, np.ones((4, N)), weights=np.ones(2))
