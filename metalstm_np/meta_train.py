@@ -36,9 +36,10 @@ step, since there each piece's loss is f before the piece's last update and here
 With `imitation` = p > 0, a share p of the meta-updates is off-policy imitation learning (Chen et
 al. 2020): their B tasks are trained on the imitation loss of unroll.py instead of the meta-loss,
 with Adam at `imitation_lr` on the same tasks from the same θ^0 as the teacher (the optimizer
-proposes its steps along Adam's trajectory, piece after piece); the others are trained as above. Chen et al. draw the choice per trajectory; here it is per meta-update (all B
-tasks, `imitates`), so that no meta-gradient averages two losses of different kinds. The meta-loss
-history then holds the imitation losses of those trajectories.
+proposes its steps along Adam's trajectory, piece after piece); the others are trained as above.
+Chen et al. draw the choice per trajectory; here it is per meta-update (all B tasks, `imitates`),
+so that no meta-gradient averages two losses of different kinds. The meta-loss history then holds
+the imitation losses of those trajectories.
 
 Everything random is a function of (seed, trajectory index), whatever B: trajectory i's task is
 drawn from numpy.random.default_rng([seed, 1, i]), validation task j from default_rng([seed, 2, j]),
