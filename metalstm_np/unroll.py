@@ -148,7 +148,7 @@ def imitation_loss(optimizer, phi, task, thetas, state=None, t0=0, weights=None)
     state = optimizer.init(phi, thetas[0]) if state is None else state
     total = 0.0
     for k in range(steps):
-        state = {**state, "theta": thetas[k]}      # at the teacher's iterate θ^A_{t−1} (params(state) is state["theta"])
+        state = {**state, "theta": thetas[k]}      # at the teacher's iterate θ^A_{t−1} (params: state["theta"])
         loss, grad = value_and_grad(task.loss)(thetas[k], t0 + k + 1)
         state = optimizer.update(phi, state, grad, loss)
         total = total + w[k] * 0.5 * np.mean((optimizer.params(state) - thetas[k] - teacher[k]) ** 2) / scale
