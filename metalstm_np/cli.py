@@ -331,7 +331,7 @@ def _process_exists(pid):
 
 def _train_into(args, out, checkpoint, optimizer, family, validation, config, done, **meta_train_options):
     with open(out / "command.txt", "a") as f:
-        f.write("metalstm " + " ".join(shlex.quote(a) for a in sys.argv[1:]) + "\n")
+        f.write("metalstm " + " ".join(shlex.quote(a) for a in args.argv) + "\n")
     bar = _bar(config.trajectories, "meta-training", "traj")
     log = open(out / "log.txt", "a")
     started = {}
@@ -891,6 +891,7 @@ def main(argv=None):
 def _main(argv):
     try:
         args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)     # the command, for command.txt
         for name in PATH_FLAGS:
             if getattr(args, name, None) == "":
                 raise UsageError(f"--{name.replace('_', '-')} '': expected a path")

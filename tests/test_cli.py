@@ -134,6 +134,17 @@ def test_train_writes_log_checkpoint_and_refuses_to_overwrite(capsys, tmp_path):
     assert len((tmp_path / "log.txt").read_text().splitlines()) == 2
 
 
+def test_train_with_imitation_marks_the_imitating_updates_in_the_log(tmp_path, capsys):
+    """--imitation 1: every meta-update imitates Adam, and each log line says `imitation-loss`."""
+    argv = ["train", "--task", "quadratic", "--lstm-hidden", "4", "--trajectories", "2", "--horizon", "4",
+            "--unroll", "2", "--validate-every", "1", "--validation-tasks", "1", "--imitation", "1",
+            "--imitation-lr", "0.05", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    log = (tmp_path / "log.txt").read_text().splitlines()
+    assert [line.split()[2] for line in log] == ["imitation-loss", "imitation-loss"]
+    assert "--imitation 1 --imitation-lr 0.05" in (tmp_path / "command.txt").read_text()
+
+
 def test_train_validate_on_final_and_weights_are_saved_in_the_checkpoint(tmp_path, capsys):
     argv = ["train", "--task", "quadratic", "--lstm-hidden", "4", "--trajectories", "1", "--horizon", "2",
             "--unroll", "2", "--validate-every", "1", "--validation-tasks", "1", "--validate-on", "final",
