@@ -418,9 +418,11 @@ def _training_family(args):
 
 def cmd_train(args):
     optimizer = _optimizer_to_train(args)
-    if not args.imitation and args.imitation_lr != TrainConfig().imitation_lr:
+    if args.imitation_lr is None:
+        args.imitation_lr = TrainConfig().imitation_lr
+    elif not args.imitation:
         raise UsageError(f"--imitation-lr {args.imitation_lr} is the rate of the Adam that --imitation "
-                         f"imitates; give --imitation P too")
+                         f"imitates; give --imitation P > 0 too")
     phi = None
     if args.eta is not None:
         if args.optimizer != "metalstm":
@@ -811,7 +813,7 @@ def build_parser():
                     default=TrainConfig().imitation, metavar="P",
                     help="train a share P of the meta-updates to imitate Adam's steps instead "
                          "(Chen et al. 2020's off-policy imitation; default 0, none)")
-    tr.add_argument("--imitation-lr", type=_positive_float, default=TrainConfig().imitation_lr, metavar="LR",
+    tr.add_argument("--imitation-lr", type=_positive_float, default=None, metavar="LR",
                     help=f"the learning rate of the Adam that --imitation imitates ({TrainConfig().imitation_lr})")
     tr.set_defaults(run=cmd_train)
 

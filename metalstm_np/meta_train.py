@@ -39,11 +39,13 @@ with Adam at `imitation_lr` on the same tasks from the same θ^0 as the teacher 
 proposes its steps along Adam's trajectory, piece after piece); the others are trained as above.
 Chen et al. draw the choice per trajectory; here it is per meta-update (all B tasks, `imitates`),
 so that no meta-gradient averages two losses of different kinds. The meta-loss history then holds
-the imitation losses of those trajectories.
+the imitation losses of those trajectories (which they are is `imitates` of the update's first
+trajectory; the log marks them).
 
 Everything random is a function of (seed, trajectory index), whatever B: trajectory i's task is
-drawn from numpy.random.default_rng([seed, 1, i]), validation task j from default_rng([seed, 2, j]),
-and whether the meta-update that starts at trajectory i imitates from default_rng([seed, 3, i]). The
+drawn from numpy.random.default_rng([seed, 1, i]) and validation task j from default_rng([seed, 2, j]);
+only whether a meta-update imitates depends on B too: the one that starts at trajectory i does if
+default_rng([seed, 3, i]) says so (a run is resumed with its own B). The
 "RNG state" is therefore the trajectory counter, and a run resumed from its checkpoint replays
 exactly what an uninterrupted run would have done: the same φ, bit for bit (on the same machine,
 BLAS build and thread count; floating-point sums are not associative).
@@ -305,10 +307,11 @@ def imitates(config, first):
     return bool(config.imitation) and numpy.random.default_rng([config.seed, 3, first]).random() < config.imitation
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=32)
 def _teacher(family, config, index):
     """The iterates θ^A_0..θ^A_horizon of Adam at config.imitation_lr on trajectory `index`'s task
-    (the teacher of the imitation loss), kept for the next pieces of the trajectory."""
+    (the teacher of the imitation loss), kept for the next pieces of the trajectory (for up to 32
+    tasks per worker and meta-update; beyond that a piece recomputes them: slower, the same result)."""
     hyper = {**adam.init_phi(), "lr": config.imitation_lr}
     return teacher_trajectory(adam, hyper, _task(family, config.seed, 1, index), config.horizon)
 

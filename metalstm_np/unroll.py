@@ -26,8 +26,11 @@ the gradients at the teacher's iterates, and Δθ_t is the step it proposes from
 which it goes on from θ^A_t, not from where its own step led (its other state, the moments and the
 LSTM's h and c, is its own). ∇ then does not depend on φ, so nothing is dropped from this
 meta-gradient. Chen et al. take ½ mean (Δθ_t − Δθ^A_t)²; dividing by the teacher's mean squared
-step over the piece (ours) makes it a relative error, ½ for a zero step, so that it keeps the
-meta-loss's scale when the two are mixed.
+step over the piece (ours) makes it a relative error, free of the learner's scale and of order 1
+(½ for a zero step, with uniform weights), where the undivided one is of the order of a squared
+step, far below the meta-loss it is mixed with. Being per piece, the division makes the loss of a
+trajectory depend on the unroll length; with piece_ends weights only the last step of each piece
+is imitated.
 
 Dropping second derivatives. Both papers treat the optimizer's input ∇_t as a constant,
 ∂∇_t/∂φ = 0, so that the meta-gradient needs no Hessian of the learner. Here ∇_t is computed on the

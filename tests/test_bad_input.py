@@ -247,6 +247,8 @@ def test_a_learner_too_big_for_memory_is_refused_with_the_estimate(capsys):
     (TINY_TRAIN + ["--imitation", "2"], "--imitation: expected a share in [0, 1], got '2'"),
     (TINY_TRAIN + ["--imitation", "0.3", "--imitation-lr", "0"], "--imitation-lr: expected a positive number, got '0'"),
     (TINY_TRAIN + ["--imitation-lr", "0.1"], "--imitation-lr 0.1 is the rate of the Adam that --imitation imitates"),
+    (TINY_TRAIN + ["--imitation-lr", "0.03"], "--imitation-lr 0.03 is the rate of the Adam that --imitation imitates"),
+    (TINY_TRAIN + ["--imitation", "0", "--imitation-lr", "0.1"], "give --imitation P > 0 too"),
     (["train", "--task", "mlp", "--quadratics", "8"], "--quadratics 8 is a flag of --task quadratic"),
     (TINY_TRAIN + ["--quadratics", "0"], "--quadratics: expected a positive integer from 1 to 100,000, got '0'"),
 ])

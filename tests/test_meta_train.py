@@ -8,8 +8,8 @@ from autograd.misc.flatten import flatten
 
 from metalstm_np import Quadratic, l2l, meta_lstm
 from metalstm_np.learners import Task
-from metalstm_np.meta_train import (Diverged, TrainConfig, draw_validation_tasks, imitates, load_checkpoint,
-                                    meta_train, validation_score)
+from metalstm_np.meta_train import (Diverged, TrainConfig, _Piece, _run_piece, draw_validation_tasks, imitates,
+                                    load_checkpoint, meta_train, piece_weights, validation_score)
 from metalstm_np.optimizers import adam
 from metalstm_np.serialization import load_phi
 from metalstm_np.unroll import imitation_loss, meta_loss, teacher_trajectory
@@ -446,7 +446,7 @@ def test_validation_horizon_scores_longer_runs_than_training(tmp_path):
 def test_which_meta_updates_imitate_is_a_function_of_seed_and_trajectory():
     share = replace(TINY, trajectories=4000, validate_every=4, tasks_per_update=4, imitation=0.3)
     chosen = [imitates(share, first) for first in range(0, 4000, 4)]
-    assert chosen == [imitates(share, first) for first in range(0, 4000, 4)]
+    assert chosen == [np.random.default_rng([3, 3, first]).random() < 0.3 for first in range(0, 4000, 4)]
     assert 0.25 < np.mean(chosen) < 0.35
     assert chosen != [imitates(replace(share, seed=4), first) for first in range(0, 4000, 4)]
     assert not any(imitates(replace(share, imitation=0.0), first) for first in range(0, 400, 4))
@@ -490,3 +490,22 @@ def test_a_run_that_imitates_resumes_bit_for_bit(tmp_path):
 def test_train_config_refuses_bad_imitation(fields, message):
     with pytest.raises(ValueError, match=message):
         replace(TINY, **fields)
+
+
+def test_the_pieces_of_an_imitating_trajectory_follow_the_teacher_from_where_the_last_ended():
+    r"""Two pieces of 3 steps, linear weights: each piece's loss is imitation_loss on its rows
+    θ^A_{t0}..θ^A_{t0+3} of Adam's trajectory with its part of the horizon's weights, the second
+    from the first's final state, which ends at the teacher's θ^A_6."""
+    config = replace(TINY, horizon=6, unroll=3, weights="linear", imitation=1.0, imitation_lr=0.05)
+    opt, family = tiny_l2l(), Quadratic(3)
+    phi = opt.init_phi(np.random.default_rng(1))
+    task = family.sample(np.random.default_rng([config.seed, 1, 0]))
+    thetas = teacher_trajectory(adam, {**adam.init_phi(), "lr": 0.05}, task, 6)
+    value0, _, state0 = _run_piece(_Piece(opt, family, config, 0, 0, phi, None, (), True))
+    value1, _, state1 = _run_piece(_Piece(opt, family, config, 0, 1, phi, state0, (), True))
+    expected0, end0 = imitation_loss(opt, phi, task, thetas[:4], weights=piece_weights(config, 0))
+    expected1, _ = imitation_loss(opt, phi, task, thetas[3:], end0, t0=3, weights=piece_weights(config, 3))
+    np.testing.assert_allclose([value0, value1], [expected0, expected1], rtol=1e-12)
+    np.testing.assert_array_equal(state0["theta"], thetas[3])
+    np.testing.assert_array_equal(state1["theta"], thetas[6])
+    assert value1 != imitation_loss(opt, phi, task, thetas[3:], t0=3, weights=piece_weights(config, 3))[0]
