@@ -138,13 +138,13 @@ def imitation_loss(optimizer, phi, task, thetas, state=None, t0=0, weights=None)
     thetas[k] = θ^A_{t0+k} (from `teacher_trajectory`), and the optimizer's state after them (its θ
     the teacher's θ^A_{t0+T}); `state=None` starts from init(φ, θ^A_{t0}). The loss is
     Σ_t w_t ½ mean((Δθ_t − Δθ^A_t)²) / mean((Δθ^A)²), Δθ_t the optimizer's step from θ^A_{t−1} fed
-    the gradient there (module docstring), w_t = 1/T by default."""
+    the gradient there (Chen et al. 2020, divided by the teacher's mean squared step as the module
+    docstring says), w_t = 1/T by default."""
     steps = len(thetas) - 1
     w = np.full(steps, 1.0 / steps) if weights is None else weights
     if len(w) != steps:
         raise ValueError(f"{len(w)} meta-loss weights for an unroll of {steps} steps")
-    teacher = numpy.diff(thetas, axis=0)                       # Δθ^A_t
-    scale = float(numpy.mean(numpy.square(teacher)))           # mean (Δθ^A)² over the piece
+    scale = float(numpy.mean(numpy.square(numpy.diff(thetas, axis=0))))    # mean (Δθ^A_t)² over the piece
     if not scale > 0:
         raise ValueError(f"the teacher's steps are all zero over steps {t0 + 1}..{t0 + steps}: "
                          f"there is no step to imitate")
@@ -152,9 +152,10 @@ def imitation_loss(optimizer, phi, task, thetas, state=None, t0=0, weights=None)
     total = 0.0
     for k in range(steps):
         state = {**state, "theta": thetas[k]}      # at the teacher's iterate θ^A_{t−1} (params: state["theta"])
-        loss, grad = value_and_grad(task.loss)(thetas[k], t0 + k + 1)
+        loss, grad = loss_and_grad(task, thetas[k], t0 + k + 1)
         state = optimizer.update(phi, state, grad, loss)
-        total = total + w[k] * 0.5 * np.mean((optimizer.params(state) - thetas[k] - teacher[k]) ** 2) / scale
+        # Δθ_t − Δθ^A_t = (θ_t − θ^A_{t−1}) − (θ^A_t − θ^A_{t−1}) = θ_t − θ^A_t
+        total = total + w[k] * 0.5 * np.mean((optimizer.params(state) - thetas[k + 1]) ** 2) / scale
     return total, {**state, "theta": thetas[-1]}
 
 
@@ -170,9 +171,8 @@ def meta_value_and_grad(optimizer, phi, task, state=None, steps=20, t0=0, kind="
     def objective(phi):
         if teachers is not None:
             value, state_T = imitation_loss(optimizer, phi, task, teachers, state, t0, weights)
-            final["state"] = stop_gradient(state_T)
-            return value
-        value, state_T = meta_loss(optimizer, phi, task, state, steps, t0, kind, weights, second_order)
+        else:
+            value, state_T = meta_loss(optimizer, phi, task, state, steps, t0, kind, weights, second_order)
         final["state"] = stop_gradient(state_T)
         return value
 
