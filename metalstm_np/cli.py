@@ -260,7 +260,7 @@ def _train_config(args, **overrides):
     """The TrainConfig from the flags; `overrides` set the fields a subcommand has no flag for."""
     names = ("trajectories", "horizon", "unroll", "meta_lr", "clip", "meta_loss", "validate_every",
              "validation_tasks", "seed", "validate_on", "weights", "tasks_per_update",
-             "validation_horizon", "imitation", "imitation_lr")
+             "validation_horizon", "imitation", "imitation_lr", "average")
     return TrainConfig(**{name: overrides[name] if name in overrides else getattr(args, name)
                           for name in names})
 
@@ -453,7 +453,7 @@ def cmd_fewshot_train(args):
     validation = fewshot.Episodes(n_way=args.ways, k_shot=args.shots, split="validation", **benchmark)
     config = _train_config(args, horizon=steps, unroll=steps, meta_loss="heldout", validate_on="meta-loss",
                            weights="uniform", validation_horizon=None, imitation=0.0,
-                           imitation_lr=TrainConfig().imitation_lr)
+                           imitation_lr=TrainConfig().imitation_lr, average=TrainConfig().average)
     learn = not args.fixed_theta0
     init_rng = numpy.random.default_rng([args.seed, 0])
     if args.optimizer == "metalstm":
@@ -815,6 +815,10 @@ def build_parser():
                          "(Chen et al. 2020's off-policy imitation; default 0, none)")
     tr.add_argument("--imitation-lr", type=_positive_float, default=None, metavar="LR",
                     help=f"the learning rate of the Adam that --imitation imitates ({TrainConfig().imitation_lr})")
+    tr.add_argument("--average", type=_checked(float, lambda v: 0 <= v < 1, "a decay in [0, 1)"),
+                    default=TrainConfig().average, metavar="BETA",
+                    help="validate and keep the moving average of φ over the meta-updates, with decay "
+                         "BETA, instead of φ (Polyak & Juditsky 1992; default 0, φ itself)")
     tr.set_defaults(run=cmd_train)
 
     fs = sub.add_parser("fewshot", help="few-shot learning on rotated MNIST (Ravi & Larochelle 2017)")

@@ -42,6 +42,15 @@ so that no meta-gradient averages two losses of different kinds. The meta-loss h
 the imitation losses of those trajectories (which they are is `imitates` of the update's first
 trajectory; the log marks them).
 
+With `average` = β > 0, what is validated and kept as the best φ is not φ itself but the
+exponential moving average of φ over the meta-updates,
+    φ̄_u = (1 − β) Σ_{k=1..u} β^{u−k} φ_k / (1 − β^u)        (φ_k: φ after meta-update k),
+the averaging of the iterates of Polyak & Juditsky 1992 in its moving-average form (the division
+makes the weights sum to 1, as Adam's bias correction does; φ_0 gets none). Izmailov et al. 2018
+("Averaging weights leads to wider optima and better generalization") average a run's late
+iterates for the same reason: the mean of a noisy path lies nearer the middle of the valley than
+its last point. Meta-training itself is unchanged: φ follows the same path, bit for bit, with any β.
+
 Everything random is a function of (seed, trajectory index), whatever B: trajectory i's task is
 drawn from numpy.random.default_rng([seed, 1, i]) and validation task j from default_rng([seed, 2, j]);
 only whether a meta-update imitates depends on B too: the one that starts at trajectory i does if
@@ -52,8 +61,8 @@ BLAS build and thread count; floating-point sums are not associative).
 
 A checkpoint (written atomically after every meta-update) holds φ, the Adam state, the best φ and
 its validation score, the trajectory counter, the history of meta-losses (one per trajectory) and
-validation scores, and the config (B included: a run is resumed with the B it was made with). A
-NaN or inf in a meta-loss or meta-gradient stops the run with a `Diverged` naming the trajectory
+validation scores, φ̄ with `average`, and the config (B included: a run is resumed with the B it
+was made with). A NaN or inf in a meta-loss or meta-gradient stops the run with a `Diverged` naming the trajectory
 and piece, and a worker process that dies stops it with a `WorkerLost` (pool.py); the checkpoint
 on disk is then still the last good one.
 
@@ -108,6 +117,7 @@ class TrainConfig:
     validation_horizon: Optional[int] = None   # steps of the validation runs (None: the horizon)
     imitation: float = 0.0        # the share of meta-updates that imitate Adam (Chen et al. 2020; see above)
     imitation_lr: float = 0.03    # the learning rate of the Adam they imitate
+    average: float = 0.0          # β of the moving average of φ that is validated (see above); 0: φ itself
 
     def __post_init__(self):
         object.__setattr__(self, "meta_loss", ALIASES.get(self.meta_loss, self.meta_loss))
@@ -152,6 +162,8 @@ class TrainConfig:
         if self.imitation and self.meta_loss == "heldout":
             raise ValueError("imitation replaces the meta-loss over the steps of an unroll; the held-out "
                              "meta-loss has none")
+        if not 0 <= self.average < 1:
+            raise ValueError(f"average is the decay β of the moving average of φ, in [0, 1); got {self.average!r}")
         if self.trajectories % self.validate_every:
             raise ValueError(f"trajectories ({self.trajectories}) is not a multiple of validate_every "
                              f"({self.validate_every}): the last trajectories would never be validated")
@@ -214,6 +226,8 @@ def _checkpoint_arrays(run, config, family):
     arrays["best_phi"] = run.best["phi"]
     arrays.update({f"history/{k}": numpy.asarray(v, dtype=float) for k, v in run.history.items()})
     arrays["trajectory"] = numpy.asarray(run.trajectory)
+    if run.average is not None:
+        arrays["average"] = run.average
     arrays["train_config"] = numpy.array(json.dumps(asdict(config)))
     arrays["family"] = numpy.array(repr(family))
     return arrays
@@ -253,10 +267,13 @@ def load_checkpoint(path):
         config = TrainConfig(**json.loads(str(need("train_config", (), "U"))))
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path}: its train_config is not a valid TrainConfig ({e})") from None
+    if config.average and not numpy.all(numpy.isfinite(need("average", (n,), "f"))):
+        raise ValueError(f"{path}: average, the moving average of φ, holds non-finite values")
     state = {"adam": {k[5:]: extra[k] for k in extra if k.startswith("adam/")},
              "best": {k[5:]: extra[k] for k in extra if k.startswith("best/")},
              "history": {k[8:]: list(extra[k]) for k in extra if k.startswith("history/")},
              "trajectory": int(extra["trajectory"]),
+             "average": extra["average"] if config.average else None,
              "config": config,
              "family": str(extra["family"]) if "family" in extra else None}
     if state["trajectory"] > config.trajectories or len(state["history"]["meta_loss"]) != state["trajectory"]:
@@ -377,6 +394,16 @@ class _Run:
     best: Optional[dict]    # the best φ so far (flat), its validation score and trajectory
     history: dict           # meta_loss (one per trajectory), validation_trajectory, validation
     trajectory: int         # trajectories done
+    average: Optional[numpy.ndarray] = None   # φ̄, the moving average of φ (flat), with config.average
+
+
+def _averaged(average, flat_phi, config, u):
+    """φ̄_u from φ̄_{u−1} and φ_u (flat_phi) after meta-update u = 1, 2, ...: the moving average of
+    φ with decay β = config.average, written as an update so that only φ̄ is kept:
+        φ̄_u = φ̄_{u−1} + (1 − β) / (1 − β^u) · (φ_u − φ̄_{u−1}),
+    which is (1 − β) Σ_{k=1..u} β^{u−k} φ_k / (1 − β^u) (the first step's weight is 1: φ̄_1 = φ_1)."""
+    beta = config.average
+    return average + (1.0 - beta) / (1.0 - beta ** u) * (flat_phi - average)
 
 
 def _start(optimizer, family, config, checkpoint, resume, phi, validate, best_path):
@@ -386,12 +413,14 @@ def _start(optimizer, family, config, checkpoint, resume, phi, validate, best_pa
     φ's validation score (`validate`): the first best φ, at trajectory 0."""
     if resume:
         phi, saved = check_resume(checkpoint, optimizer, family, config)
-        return _Run(saved["adam"], saved["best"], saved["history"], saved["trajectory"]), flatten(phi)[1]
+        return (_Run(saved["adam"], saved["best"], saved["history"], saved["trajectory"], saved["average"]),
+                flatten(phi)[1])
     if phi is None:
         phi = optimizer.init_phi(numpy.random.default_rng([config.seed, 0]))
     flat_phi, unflatten = flatten(phi)
     run = _Run(adam=adam.init(None, flat_phi), best=None, trajectory=0,
-               history={"meta_loss": [], "validation_trajectory": [], "validation": []})
+               history={"meta_loss": [], "validation_trajectory": [], "validation": []},
+               average=flat_phi if config.average else None)
     _validate_and_keep_best(run, phi, flat_phi, validate, optimizer, best_path)
     return run, unflatten
 
@@ -485,10 +514,12 @@ def meta_train(optimizer, family, validation_family, config, checkpoint, resume=
                                         unflatten, frozen, pool, kept)
         run.history["meta_loss"] += losses
         run.trajectory = first + B
+        if config.average:
+            run.average = _averaged(run.average, adam.params(run.adam), config, run.trajectory // B)
         validation = None
         if run.trajectory % config.validate_every == 0:    # not also at the end: a run extended later
             # must validate where an uninterrupted one does
-            flat = adam.params(run.adam)
+            flat = adam.params(run.adam) if run.average is None else run.average
             try:
                 validation = _validate_and_keep_best(run, unflatten(flat), flat, validate, optimizer,
                                                      best_path)

@@ -245,6 +245,8 @@ def test_a_learner_too_big_for_memory_is_refused_with_the_estimate(capsys):
     (TINY_TRAIN + ["--optimizer", "rnnprop", "--nominal", "-1"], "--nominal: expected a number ≥ 0, got '-1'"),
     (TINY_TRAIN + ["--optimizer", "rnnprop", "--inputs", "log_sign", "--nominal", "0.01"], "keeps no moments"),
     (TINY_TRAIN + ["--imitation", "2"], "--imitation: expected a share in [0, 1], got '2'"),
+    (TINY_TRAIN + ["--average", "1"], "--average: expected a decay in [0, 1), got '1'"),
+    (TINY_TRAIN + ["--average", "-0.5"], "--average: expected a decay in [0, 1), got '-0.5'"),
     (TINY_TRAIN + ["--imitation", "0.3", "--imitation-lr", "0"], "--imitation-lr: expected a positive number, got '0'"),
     (TINY_TRAIN + ["--imitation-lr", "0.1"], "--imitation-lr 0.1 is the rate of the Adam that --imitation imitates"),
     (TINY_TRAIN + ["--imitation-lr", "0.03"], "--imitation-lr 0.03 is the rate of the Adam that --imitation imitates"),

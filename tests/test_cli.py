@@ -6,6 +6,7 @@ import sys
 import time
 
 import numpy as np
+from autograd.misc.flatten import flatten
 import pytest
 
 from metalstm_np.cli import main
@@ -143,6 +144,24 @@ def test_train_with_imitation_marks_the_imitating_updates_in_the_log(tmp_path, c
     log = (tmp_path / "log.txt").read_text().splitlines()
     assert [line.split()[2] for line in log] == ["imitation-loss", "imitation-loss"]
     assert "--imitation 1 --imitation-lr 0.05" in (tmp_path / "command.txt").read_text()
+
+
+def test_train_with_average_validates_the_moving_average_and_records_it(tmp_path, capsys):
+    """--average 0.5: the checkpoint's config and φ̄ say so; φ and the meta-losses are those of the
+    run without it, the validation after the second meta-update (of φ̄ = (φ_1 + 2 φ_2) / 3) is not."""
+    argv = ["train", "--task", "quadratic", "--lstm-hidden", "4", "--trajectories", "2", "--horizon", "4",
+            "--unroll", "2", "--validate-every", "1", "--validation-tasks", "1"]
+    assert main(argv + ["--average", "0.5", "--out", str(tmp_path / "averaged")]) == 0
+    assert main(argv + ["--out", str(tmp_path / "plain")]) == 0
+    _, phi, averaged = load_checkpoint(tmp_path / "averaged" / "checkpoint.npz")
+    _, phi_plain, plain = load_checkpoint(tmp_path / "plain" / "checkpoint.npz")
+    assert averaged["config"].average == 0.5 and plain["config"].average == 0.0
+    assert "--average 0.5" in (tmp_path / "averaged" / "command.txt").read_text()
+    np.testing.assert_array_equal(flatten(phi)[0], flatten(phi_plain)[0])
+    assert averaged["history"]["meta_loss"] == plain["history"]["meta_loss"]
+    assert averaged["history"]["validation"][:2] == plain["history"]["validation"][:2]
+    assert averaged["history"]["validation"][2] != plain["history"]["validation"][2]
+    assert averaged["average"].shape == flatten(phi)[0].shape and plain["average"] is None
 
 
 def test_train_validate_on_final_and_weights_are_saved_in_the_checkpoint(tmp_path, capsys):

@@ -8,8 +8,8 @@ from autograd.misc.flatten import flatten
 
 from metalstm_np import Quadratic, l2l, meta_lstm
 from metalstm_np.learners import Task
-from metalstm_np.meta_train import (Diverged, TrainConfig, _Piece, _run_piece, draw_validation_tasks, imitates,
-                                    load_checkpoint, meta_train, piece_weights, validation_score)
+from metalstm_np.meta_train import (Diverged, TrainConfig, _averaged, _Piece, _run_piece, draw_validation_tasks,
+                                    imitates, load_checkpoint, meta_train, piece_weights, validation_score)
 from metalstm_np.optimizers import adam
 from metalstm_np.serialization import load_phi
 from metalstm_np.unroll import imitation_loss, meta_loss, teacher_trajectory
@@ -32,6 +32,10 @@ def assert_same_checkpoint(a, b):
     np.testing.assert_array_equal(state_a["best"]["phi"], state_b["best"]["phi"])
     assert state_a["history"] == state_b["history"]
     assert state_a["trajectory"] == state_b["trajectory"]
+    if state_a["average"] is None or state_b["average"] is None:
+        assert state_a["average"] is state_b["average"] is None
+    else:
+        np.testing.assert_array_equal(state_a["average"], state_b["average"])
 
 
 def test_resume_after_stop_is_bit_for_bit(tmp_path):
@@ -509,3 +513,81 @@ def test_the_pieces_of_an_imitating_trajectory_follow_the_teacher_from_where_the
     np.testing.assert_array_equal(state0["theta"], thetas[3])
     np.testing.assert_array_equal(state1["theta"], thetas[6])
     assert value1 != imitation_loss(opt, phi, task, thetas[3:], t0=3, weights=piece_weights(config, 3))[0]
+
+
+# ------------------------------------------------------------------------------ the moving average of φ
+
+def test_the_averaged_phi_is_the_bias_corrected_weighted_sum_of_the_iterates():
+    r"""_averaged's update, applied for u = 1..6, gives (1 − β) Σ_k β^{u−k} φ_k / (1 − β^u) at every
+    u, whatever φ̄_0 is (the first step's weight is 1)."""
+    config, beta = replace(TINY, average=0.8), 0.8
+    phis = np.random.default_rng(0).normal(size=(6, 5))
+    average = np.full(5, 123.0)
+    for u in range(1, 7):
+        average = _averaged(average, phis[u - 1], config, u)
+        weights = (1 - beta) * beta ** np.arange(u - 1, -1, -1) / (1 - beta ** u)
+        np.testing.assert_allclose(average, weights @ phis[:u], rtol=1e-13, atol=1e-15)
+    np.testing.assert_array_equal(_averaged(np.zeros(5), phis[0], config, 1), phis[0])
+
+
+def test_averaging_validates_the_average_and_leaves_the_path_of_phi_bit_for_bit(tmp_path):
+    r"""average = β: φ after every meta-update, the meta-losses and the checkpoint's φ are those of
+    the run without averaging, bit for bit; the checkpoint's φ̄ is the moving average of those φ,
+    and each validation score and the best φ are those of φ̄ at the time."""
+    config = replace(TINY, trajectories=8, validate_every=2, tasks_per_update=2, average=0.7)
+    opt, family = tiny_l2l(), Quadratic(3)
+    path_of_phi = []                                      # φ after each meta-update, without averaging
+
+    def record(info):
+        path_of_phi.append(flatten(load_phi(tmp_path / "plain.npz")[1])[0])
+
+    meta_train(opt, family, family, replace(config, average=0.0), tmp_path / "plain.npz", callback=record)
+    meta_train(opt, family, family, config, tmp_path / "averaged.npz")
+    _, phi_plain, plain = load_checkpoint(tmp_path / "plain.npz")
+    _, phi_averaged, averaged = load_checkpoint(tmp_path / "averaged.npz")
+    np.testing.assert_array_equal(flatten(phi_averaged)[0], flatten(phi_plain)[0])
+    assert averaged["history"]["meta_loss"] == plain["history"]["meta_loss"]
+    assert plain["average"] is None
+
+    u = np.arange(1, 5)
+    weights = [(1 - 0.7) * 0.7 ** (k - 1 - np.arange(k)) / (1 - 0.7 ** k) for k in u]
+    averages = [w @ np.array(path_of_phi[:k]) for w, k in zip(weights, u)]
+    np.testing.assert_allclose(averaged["average"], averages[-1], rtol=1e-12)
+    unflatten = flatten(phi_plain)[1]
+    tasks = draw_validation_tasks(family, config.seed, config.validation_tasks)
+    expected = [validation_score(opt, unflatten(a), tasks, config) for a in averages]
+    np.testing.assert_allclose(averaged["history"]["validation"][1:], expected, rtol=1e-10)
+    assert averaged["history"]["validation"][1:] != plain["history"]["validation"][1:]
+    best = int(np.argmin(averaged["history"]["validation"]))
+    assert best > 0                                       # the best is an average, not the initial φ
+    np.testing.assert_allclose(averaged["best"]["phi"], averages[best - 1], rtol=1e-12)
+
+
+def test_a_run_that_averages_resumes_bit_for_bit(tmp_path):
+    config = replace(TINY, average=0.9)
+    meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), config, tmp_path / "straight.npz")
+    meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), replace(config, trajectories=4), tmp_path / "split.npz")
+    meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), config, tmp_path / "split.npz", resume=True)
+    assert_same_checkpoint(tmp_path / "straight.npz", tmp_path / "split.npz")
+    with pytest.raises(ValueError, match="made with"):
+        meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), replace(config, average=0.5), tmp_path / "split.npz",
+                   resume=True)
+
+
+def test_a_checkpoint_of_an_averaging_run_without_its_average_is_refused(tmp_path):
+    meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), replace(TINY, trajectories=2, average=0.9), tmp_path / "c.npz")
+    with np.load(tmp_path / "c.npz") as saved:
+        arrays = {k: saved[k] for k in saved.files if k != "average"}
+    np.savez(tmp_path / "cut.npz", **arrays)
+    with pytest.raises(ValueError, match=r"cut.npz: not a complete checkpoint \(no 'average'\)"):
+        load_checkpoint(tmp_path / "cut.npz")
+    arrays["average"] = np.full_like(arrays["best_phi"], np.nan)
+    np.savez(tmp_path / "nan.npz", **arrays)
+    with pytest.raises(ValueError, match="nan.npz: average, the moving average of φ, holds non-finite values"):
+        load_checkpoint(tmp_path / "nan.npz")
+
+
+@pytest.mark.parametrize("beta", [1.0, -0.1, 1.5])
+def test_train_config_refuses_an_average_outside_zero_to_one(beta):
+    with pytest.raises(ValueError, match=rf"average is the decay β of the moving average of φ, in \[0, 1\); got {beta}"):
+        replace(TINY, average=beta)
