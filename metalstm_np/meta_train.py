@@ -45,11 +45,11 @@ trajectory; the log marks them).
 With `average` = β > 0, what is validated and kept as the best φ is not φ itself but the
 exponential moving average of φ over the meta-updates,
     φ̄_u = (1 − β) Σ_{k=1..u} β^{u−k} φ_k / (1 − β^u)        (φ_k: φ after meta-update k),
-the averaging of the iterates of Polyak & Juditsky 1992 in its moving-average form (the division
-makes the weights sum to 1, as Adam's bias correction does; φ_0 gets none). Izmailov et al. 2018
-("Averaging weights leads to wider optima and better generalization") average a run's late
-iterates for the same reason: the mean of a noisy path lies nearer the middle of the valley than
-its last point. Meta-training itself is unchanged: φ follows the same path, bit for bit, with any β.
+an exponential moving average: a variant of the iterate averaging of Polyak & Juditsky 1992,
+whose average weighs the iterates equally (the division makes the weights sum to 1, as Adam's bias
+correction does; φ_0 gets none). Izmailov et al. 2018 ("Averaging weights leads to wider optima
+and better generalization") average a run's late iterates, equally too, for the same reason: the
+mean of a noisy path lies nearer the middle of the valley than its last point. Meta-training itself is unchanged: φ follows the same path, bit for bit, with any β.
 
 Everything random is a function of (seed, trajectory index), whatever B: trajectory i's task is
 drawn from numpy.random.default_rng([seed, 1, i]) and validation task j from default_rng([seed, 2, j]);
@@ -401,7 +401,8 @@ def _averaged(average, flat_phi, config, u):
     """φ̄_u from φ̄_{u−1} and φ_u (flat_phi) after meta-update u = 1, 2, ...: the moving average of
     φ with decay β = config.average, written as an update so that only φ̄ is kept:
         φ̄_u = φ̄_{u−1} + (1 − β) / (1 − β^u) · (φ_u − φ̄_{u−1}),
-    which is (1 − β) Σ_{k=1..u} β^{u−k} φ_k / (1 − β^u) (the first step's weight is 1: φ̄_1 = φ_1)."""
+    which is (1 − β) Σ_{k=1..u} β^{u−k} φ_k / (1 − β^u) (the first step's weight is 1: from φ̄_0 = 0,
+    φ̄_1 = φ_1 exactly)."""
     beta = config.average
     return average + (1.0 - beta) / (1.0 - beta ** u) * (flat_phi - average)
 
@@ -420,7 +421,7 @@ def _start(optimizer, family, config, checkpoint, resume, phi, validate, best_pa
     flat_phi, unflatten = flatten(phi)
     run = _Run(adam=adam.init(None, flat_phi), best=None, trajectory=0,
                history={"meta_loss": [], "validation_trajectory": [], "validation": []},
-               average=flat_phi if config.average else None)
+               average=numpy.zeros_like(flat_phi) if config.average else None)   # φ̄_1 = φ_1 exactly
     _validate_and_keep_best(run, phi, flat_phi, validate, optimizer, best_path)
     return run, unflatten
 
@@ -486,7 +487,8 @@ def _validate_and_keep_best(run, phi, flat_phi, validate, optimizer, best_path):
 
 def meta_train(optimizer, family, validation_family, config, checkpoint, resume=False,
                callback=None, phi=None, best_path=None, frozen=(), score=validation_score, pool=None):
-    r"""Meta-train `optimizer` on tasks of `family`; returns (best φ, history).
+    r"""Meta-train `optimizer` on tasks of `family`; returns (best φ, history). With config.average
+    the best φ is the best moving average φ̄, and the checkpoint's φ is still φ itself.
 
     checkpoint: path of the .npz checkpoint (written after every meta-update; also a weights file
     holding the current φ). resume: continue from it, which gives the same result, bit for bit, as a

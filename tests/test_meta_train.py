@@ -1,4 +1,5 @@
 """Meta-training: it learns, it resumes bit for bit, it stops cleanly on NaN, it checkpoints atomically."""
+import json
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 
@@ -518,22 +519,25 @@ def test_the_pieces_of_an_imitating_trajectory_follow_the_teacher_from_where_the
 # ------------------------------------------------------------------------------ the moving average of φ
 
 def test_the_averaged_phi_is_the_bias_corrected_weighted_sum_of_the_iterates():
-    r"""_averaged's update, applied for u = 1..6, gives (1 − β) Σ_k β^{u−k} φ_k / (1 − β^u) at every
-    u, whatever φ̄_0 is (the first step's weight is 1)."""
+    r"""_averaged's update from φ̄_0 = 0 (as meta_train starts it), applied for u = 1..6, gives
+    (1 − β) Σ_k β^{u−k} φ_k / (1 − β^u) at every u, and φ_1 itself, bit for bit, at u = 1 (weights
+    that move near 0 included, where a start at φ_0 would leave a rounding trace of it)."""
     config, beta = replace(TINY, average=0.8), 0.8
     phis = np.random.default_rng(0).normal(size=(6, 5))
-    average = np.full(5, 123.0)
+    phis[0, :2] = 1e-10, 1e-20
+    average = np.zeros(5)
     for u in range(1, 7):
         average = _averaged(average, phis[u - 1], config, u)
+        if u == 1:
+            np.testing.assert_array_equal(average, phis[0])
         weights = (1 - beta) * beta ** np.arange(u - 1, -1, -1) / (1 - beta ** u)
         np.testing.assert_allclose(average, weights @ phis[:u], rtol=1e-13, atol=1e-15)
-    np.testing.assert_array_equal(_averaged(np.zeros(5), phis[0], config, 1), phis[0])
 
 
 def test_averaging_validates_the_average_and_leaves_the_path_of_phi_bit_for_bit(tmp_path):
-    r"""average = β: φ after every meta-update, the meta-losses and the checkpoint's φ are those of
-    the run without averaging, bit for bit; the checkpoint's φ̄ is the moving average of those φ,
-    and each validation score and the best φ are those of φ̄ at the time."""
+    r"""average = β: the meta-losses and the checkpoint's φ are those of the run without averaging,
+    bit for bit; the checkpoint's φ̄ is the moving average of that run's φ after each meta-update,
+    and each validation score, the best φ, best.npz and the φ returned are those of φ̄ at the time."""
     config = replace(TINY, trajectories=8, validate_every=2, tasks_per_update=2, average=0.7)
     opt, family = tiny_l2l(), Quadratic(3)
     path_of_phi = []                                      # φ after each meta-update, without averaging
@@ -542,7 +546,7 @@ def test_averaging_validates_the_average_and_leaves_the_path_of_phi_bit_for_bit(
         path_of_phi.append(flatten(load_phi(tmp_path / "plain.npz")[1])[0])
 
     meta_train(opt, family, family, replace(config, average=0.0), tmp_path / "plain.npz", callback=record)
-    meta_train(opt, family, family, config, tmp_path / "averaged.npz")
+    returned, _ = meta_train(opt, family, family, config, tmp_path / "averaged.npz", best_path=tmp_path / "best.npz")
     _, phi_plain, plain = load_checkpoint(tmp_path / "plain.npz")
     _, phi_averaged, averaged = load_checkpoint(tmp_path / "averaged.npz")
     np.testing.assert_array_equal(flatten(phi_averaged)[0], flatten(phi_plain)[0])
@@ -557,14 +561,17 @@ def test_averaging_validates_the_average_and_leaves_the_path_of_phi_bit_for_bit(
     tasks = draw_validation_tasks(family, config.seed, config.validation_tasks)
     expected = [validation_score(opt, unflatten(a), tasks, config) for a in averages]
     np.testing.assert_allclose(averaged["history"]["validation"][1:], expected, rtol=1e-10)
-    assert averaged["history"]["validation"][1:] != plain["history"]["validation"][1:]
+    assert averaged["history"]["validation"][1] == plain["history"]["validation"][1]     # φ̄_1 = φ_1
+    assert all(a != b for a, b in zip(averaged["history"]["validation"][2:], plain["history"]["validation"][2:]))
     best = int(np.argmin(averaged["history"]["validation"]))
     assert best > 0                                       # the best is an average, not the initial φ
     np.testing.assert_allclose(averaged["best"]["phi"], averages[best - 1], rtol=1e-12)
+    np.testing.assert_array_equal(flatten(load_phi(tmp_path / "best.npz")[1])[0], averaged["best"]["phi"])
+    np.testing.assert_array_equal(flatten(returned)[0], averaged["best"]["phi"])
 
 
 def test_a_run_that_averages_resumes_bit_for_bit(tmp_path):
-    config = replace(TINY, average=0.9)
+    config = replace(TINY, trajectories=8, tasks_per_update=2, average=0.9)
     meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), config, tmp_path / "straight.npz")
     meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), replace(config, trajectories=4), tmp_path / "split.npz")
     meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), config, tmp_path / "split.npz", resume=True)
@@ -585,6 +592,22 @@ def test_a_checkpoint_of_an_averaging_run_without_its_average_is_refused(tmp_pat
     np.savez(tmp_path / "nan.npz", **arrays)
     with pytest.raises(ValueError, match="nan.npz: average, the moving average of φ, holds non-finite values"):
         load_checkpoint(tmp_path / "nan.npz")
+
+
+def test_a_checkpoint_written_before_averaging_existed_loads_as_a_run_without_it(tmp_path):
+    """No 'average' array and no 'average' in its train_config: average 0, and it resumes."""
+    meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), replace(TINY, trajectories=2), tmp_path / "c.npz")
+    with np.load(tmp_path / "c.npz") as saved:
+        arrays = {k: saved[k] for k in saved.files}
+    config = json.loads(str(arrays["train_config"]))
+    del config["average"]
+    arrays["train_config"] = np.array(json.dumps(config))
+    np.savez(tmp_path / "old.npz", **arrays)
+    state = load_checkpoint(tmp_path / "old.npz")[2]
+    assert state["config"].average == 0.0 and state["average"] is None
+    meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), TINY, tmp_path / "old.npz", resume=True)
+    meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), TINY, tmp_path / "straight.npz")
+    assert_same_checkpoint(tmp_path / "straight.npz", tmp_path / "old.npz")
 
 
 @pytest.mark.parametrize("beta", [1.0, -0.1, 1.5])
