@@ -45,11 +45,11 @@ trajectory; the log marks them).
 With `average` = β > 0, what is validated and kept as the best φ is not φ itself but the
 exponential moving average of φ over the meta-updates,
     φ̄_u = (1 − β) Σ_{k=1..u} β^{u−k} φ_k / (1 − β^u)        (φ_k: φ after meta-update k),
-an exponential moving average: a variant of the iterate averaging of Polyak & Juditsky 1992,
-whose average weighs the iterates equally (the division makes the weights sum to 1, as Adam's bias
-correction does; φ_0 gets none). Izmailov et al. 2018 ("Averaging weights leads to wider optima
-and better generalization") average a run's late iterates, equally too, for the same reason: the
-mean of a noisy path lies nearer the middle of the valley than its last point. Meta-training itself is unchanged: φ follows the same path, bit for bit, with any β.
+kept by `_averaged`. The division makes the weights sum to 1, as Adam's bias correction does; φ_0
+gets none. It is a variant of the iterate averaging of Polyak & Juditsky 1992 and of Izmailov et
+al. 2018 ("Averaging weights leads to wider optima and better generalization"), which weigh the
+(late) iterates equally: the mean of a noisy path lies nearer the middle of the valley than its
+last point. Meta-training itself is unchanged: φ follows the same path, bit for bit, with any β.
 
 Everything random is a function of (seed, trajectory index), whatever B: trajectory i's task is
 drawn from numpy.random.default_rng([seed, 1, i]) and validation task j from default_rng([seed, 2, j]);
@@ -62,9 +62,9 @@ BLAS build and thread count; floating-point sums are not associative).
 A checkpoint (written atomically after every meta-update) holds φ, the Adam state, the best φ and
 its validation score, the trajectory counter, the history of meta-losses (one per trajectory) and
 validation scores, φ̄ with `average`, and the config (B included: a run is resumed with the B it
-was made with). A NaN or inf in a meta-loss or meta-gradient stops the run with a `Diverged` naming the trajectory
-and piece, and a worker process that dies stops it with a `WorkerLost` (pool.py); the checkpoint
-on disk is then still the last good one.
+was made with). A NaN or inf in a meta-loss or meta-gradient stops the run with a `Diverged`
+naming the trajectory and piece, and a worker process that dies stops it with a `WorkerLost`
+(pool.py); the checkpoint on disk is then still the last good one.
 
 The code reads in the same order. `meta_train` is the loop over meta-updates, with a checkpoint
 after each; `_start` gives the state it begins from (a `_Run`: Adam's state on φ, the best φ, the
