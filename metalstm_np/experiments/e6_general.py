@@ -151,6 +151,14 @@ def _save(path, panels):
     plt.close(fig)
 
 
+def ordered_cells(block):
+    """The cells by family, in the order the families first appear, then by step (results.json is
+    written with sorted keys, which put "@1000" before "@200")."""
+    cells = list(block["cells"].values())
+    families = list(dict.fromkeys(cell["title"] for cell in cells))
+    return sorted(cells, key=lambda cell: (families.index(cell["title"]), int(cell["step"])))
+
+
 def table(results):
     """The E6 table (Markdown) from results.json, or "" without an E6 block."""
     block = results.get(KEY)
@@ -159,7 +167,7 @@ def table(results):
     rows = ["| family | step | best tuned baseline (lr) | its loss | " + " | ".join(
         f"{label} loss | ratio | paired difference ± s.e. | tasks lower" for label in block["learned"]) + " |",
         "| --- " * (4 + 4 * len(block["learned"])) + "|"]
-    for cell in block["cells"].values():
+    for cell in ordered_cells(block):
         best = cell["best_baseline"]
         cells = [cell["title"], str(cell["step"]), f"{best} ({cell['tuned_lr'][best]:.3g})",
                  number(cell["loss_mean"][best], ".4g")]

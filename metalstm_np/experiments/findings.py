@@ -3,8 +3,8 @@ r"""The README's findings, written from results.json: every number in them is re
 `findings(results, recheck)` gives one paragraph per experiment in `results`; `recheck` holds the
 same experiments' blocks on evaluation tasks drawn with another seed (`metalstm figures --eval-seed
 S`, `metalstm fewshot evaluate --eval-seed S`), or is None. A claim that a learned optimizer is ahead is worded by what the paired
-differences on the same tasks show (`verdict`): at least two standard errors below zero on both
-seeds, on the first only, within noise, or behind.
+differences on the same tasks show (`verdict`): at least two standard errors below zero (ahead) or
+above it (behind) on both seeds, on the first only, reversed on the second, or within noise.
 """
 from .common import number, plus_minus
 from .e5_fewshot import METHODS
@@ -27,13 +27,16 @@ def verdict(d, again=None):
     again (or None) the same difference on the re-check seed."""
     if d["mean"] is None:
         return "diverged"
-    if _ahead(d):
-        if again is None:
-            return "ahead by two standard errors or more (not re-checked on another seed)"
-        return ("ahead by two standard errors or more on both evaluation seeds" if _ahead(again)
-                else f"ahead by two standard errors or more on the first evaluation seed only (re-check: {plus_minus(again)})")
-    if _behind(d):
-        return "behind by two standard errors or more"
+    for side, holds, reverses in (("ahead", _ahead, _behind), ("behind", _behind, _ahead)):
+        if holds(d):
+            claim = f"{side} by two standard errors or more"
+            if again is None:
+                return f"{claim} (not re-checked on another seed)"
+            if holds(again):
+                return f"{claim} on both evaluation seeds"
+            if again["mean"] is not None and reverses(again):
+                return f"{claim} on the first evaluation seed, reversed on the re-check ({plus_minus(again)})"
+            return f"{claim} on the first evaluation seed only (re-check: {plus_minus(again)})"
     return "within two standard errors (no result)"
 
 
@@ -162,7 +165,7 @@ def _general_paragraph(results, recheck):
         if _ahead(d):
             (both if again is not None and _ahead(again) else first_only).append(name)
         if _behind(d):
-            behind.append(name)
+            behind.append(name + ("" if again is None else " (both seeds)" if _behind(again) else " (first seed only)"))
     text = (f"**E6, an optimizer that generalizes** (`figures/e6_general.png`): RNNprop, meta-trained on E2's family "
             f"alone, against the four baselines tuned anew for every family and horizon, {block['runs']} tasks per "
             f"cell. It is lower in the mean in {len(lower)} of {len(cells)} cells; ahead by two standard errors or "
