@@ -2,7 +2,7 @@ r"""Writes metalstm_np/pretrained/MANIFEST.json: one entry per shipped file, mad
 
 For each weights file that `metalstm figures` reads, and for tuned.json: its SHA-256, what it is
 for, and, from `NAME.command.txt` and `NAME.log.txt` here, the command(s) that made it (comment
-lines left out), the trajectories it was trained on (the log's last trajectory) and its training
+lines left out; tuned.json has a command file and no log), the trajectories it was trained on (the log's last trajectory) and its training
 time (the sum of the log's per-update seconds, validations included). A run started from another
 file (`--init-from`, `--theta0-from`) names it, with the trajectories and training time of that
 earlier stage if it is not shipped itself. tests/test_manifest.py checks the manifest against
@@ -43,8 +43,6 @@ PURPOSE = {
 }
 # a start file a command names by its run folder (runs/NAME/best.npz): the shipped file it is
 STARTS_FROM = {"fewshot_metalstm_5shot.npz": "metalstm_np/pretrained/fewshot_gd_5shot.npz"}
-TUNE_COMMANDS = ["metalstm tune --workers 1 --out metalstm_np/pretrained/tuned.json",
-                 "metalstm tune --settings e6 --workers 1 --out tuned.json"]
 
 
 def sha256(path):
@@ -69,7 +67,7 @@ def entry(name):
     path = PRETRAINED / name
     out = {"sha256": sha256(path), "purpose": PURPOSE[name]}
     if name == "tuned.json":
-        return {**out, "commands": TUNE_COMMANDS}
+        return {**out, "commands": commands(PROVENANCE / "tuned.command.txt")}
     stem = PROVENANCE / name[:-len(".npz")]
     out["commands"] = commands(f"{stem}.command.txt")
     out["trajectories"], out["training_seconds"] = log_summary(f"{stem}.log.txt")
