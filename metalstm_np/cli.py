@@ -483,9 +483,10 @@ def cmd_fewshot_train(args):
 
 def cmd_fewshot_pretrain(args):
     """Baseline-finetune's θ^0 as a weights file: the hidden layers pre-trained as E5 pre-trains them
-    (experiments.e5_fewshot, PRETRAIN_SEED, FULL.pretrain_steps Adam steps on the benchmark's meta-train
-    classes: 64 for rot22.5, 16 for rot90) and a zero output layer, as the learned θ^0 of gradient descent with step --eta
-    (gd_lstm): score it with `fewshot_validation`, or start a meta-LSTM there with --theta0-from."""
+    (experiments.e5_fewshot, PRETRAIN_SEED, FULL.pretrain_steps Adam steps on the benchmark's
+    meta-train classes: 64 for rot22.5, 16 for rot90) and a zero output layer, as the learned θ^0
+    of gradient descent with step --eta (gd_lstm): score it with `fewshot_validation`, or start a
+    meta-LSTM there with --theta0-from."""
     from . import fewshot
     from .experiments import e5_fewshot
     out = _check_path_names(args.out, "--out")
