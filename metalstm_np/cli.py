@@ -38,7 +38,7 @@ from .meta_train import (VALIDATE_ON, WEIGHTS, Diverged, TrainConfig, check_resu
 from .pool import PoolError, executor, print_stacks_on_sigusr1, run_jobs
 from .rnnprop import INPUTS as RNNPROP_INPUTS
 from .optimizers import make_optimizer, optimizer_names
-from .serialization import WeightsError, load_phi, save_phi
+from .serialization import WeightsError, atomic_write_text, load_phi, save_phi
 from .unroll import ALIASES, KINDS
 
 __all__ = ["main"]
@@ -190,6 +190,8 @@ def _finite_or_none(x):
 
 
 def cmd_evaluate(args):
+    if args.seed in (0, TUNE_SEED):
+        raise UsageError(f"--seed {args.seed} draws the training or tuning tasks; use another")
     optimizer, phi = optimizer_from_args(args)
     family = family_from_args(args)
     if "c_0" in phi:                       # a learned θ^0 fits one learner only
@@ -275,14 +277,15 @@ def run_training(args, optimizer, family, validation, config, **meta_train_optio
         raise UsageError(f"{checkpoint} exists: add --resume to continue it, or choose another --out")
     if args.resume and not checkpoint.exists():
         raise UsageError(f"--resume: no checkpoint at {checkpoint}")
-    if args.resume and getattr(args, "init_from", None):
-        raise UsageError(f"--init-from {args.init_from} starts a new run; --resume continues the one in "
-                         f"{out}: give one of them")
     for name in ("checkpoint.npz", "best.npz", "log.txt", "command.txt", ".lock"):
         if (out / name).exists() and not (out / name).is_file():
             raise UsageError(f"--out {out}: {out / name} is a folder; this run writes a file there")
     if args.resume:
-        done = check_resume(checkpoint, optimizer, family, config)[1]["trajectory"]   # before the bar
+        try:                                      # before the bar; a starting φ given must be the run's
+            done = check_resume(checkpoint, optimizer, family, config, meta_train_options.get("phi"),
+                                meta_train_options.get("frozen", ()))[1]["trajectory"]
+        except ValueError as e:
+            raise UsageError(f"--resume: {e}") from None
         if config.trajectories < done:
             raise UsageError(f"--trajectories {config.trajectories} is fewer than the {done} the checkpoint "
                              f"in {out} has already done; give at least {done}")
@@ -521,7 +524,7 @@ def cmd_fewshot_evaluate(args):
     """E5 alone (experiments/e5_fewshot.py): the accuracy table, the gate figure and
     DIR/fewshot_results.json; a learned method whose weights file is absent is reported missing."""
     from .experiments import e5_fewshot
-    from .experiments.common import PRETRAINED, Context
+    from .experiments.common import PRETRAINED, Context, versions
     weights = Path(args.weights) if args.weights else PRETRAINED
     if not weights.is_dir():
         raise UsageError(f"--weights {weights}: no such folder")
@@ -535,8 +538,8 @@ def cmd_fewshot_evaluate(args):
                        eval_seed=args.eval_seed)
     with _pool(args, default=2) as pool, _bar(None, "E5 runs", "run") as bar:
         results = {"quick": args.quick, **e5_fewshot.run(ctx, protocol, pool=pool, progress=bar)}
-    results["seconds"] = {"e5": round(time.perf_counter() - start, 1)}
-    (out / "fewshot_results.json").write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    results.update(seconds={"e5": round(time.perf_counter() - start, 1)}, versions={"e5": versions()})
+    atomic_write_text(out / "fewshot_results.json", json.dumps(results, indent=1, sort_keys=True) + "\n")
     print(e5_fewshot.table(results))
     figure = results[e5_fewshot.KEY]["figure"]
     print(f"{out / 'fewshot_results.json'}" + (f" and {out / figure}" if figure else " (no gate figure: "
@@ -584,17 +587,45 @@ def cmd_tune(args):
                                  for name in BASELINES},
                       "steps": setting.tune_steps, "runs": setting.tune_runs, "seed": TUNE_SEED}
         print(f"{key:14s} " + "  ".join(f"{name} {found[key, name][0]:.3g}" for name in BASELINES))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(tuned, indent=1, sort_keys=True) + "\n")
+    atomic_write_text(out, json.dumps(tuned, indent=1, sort_keys=True) + "\n")
     print(f"wrote {out}")
 
 
+def _readme_inputs(args, out, earlier):
+    r"""What `figures --readme` reads besides this run's results, checked before the run: with
+    --only, the results it merges into (`earlier`, OUT/results.json's) must hold the other
+    experiments' blocks (the README's findings and tables need them all); and the re-checks
+    (--recheck, or those of RECHECK in OUT), returned as (their files, their blocks together)."""
+    from .experiments import EXPERIMENTS, read_results
+    from .experiments.common import blocks, experiment_of
+    if args.only:
+        held = {experiment_of(key) for key in blocks(earlier)}
+        missing = [key for key in EXPERIMENTS if key not in args.only and key not in held]
+        if missing:
+            raise UsageError(f"--readme with --only {','.join(args.only)}: {out / 'results.json'} holds no results of "
+                             f"{','.join(missing)}, which the README's findings and tables need; run them too")
+    files = [Path(f) for f in args.recheck] if args.recheck else [f for f in (out / r for r in RECHECK) if f.is_file()]
+    again = {}
+    for f in files:
+        try:
+            results = read_results(f)
+        except ValueError as e:
+            raise UsageError(f"--recheck {e}") from None
+        if results["quick"]:
+            raise UsageError(f"--recheck {f}: holds --quick results, which do not go into the README")
+        again.update(results)
+    return files, again
+
+
 def cmd_figures(args):
-    from .experiments import BLOCKS, EXPERIMENTS, markers, results_table, run_all, update_readme
+    from .experiments import (BLOCKS, EXPERIMENTS, earlier_results, markers, results_table, run_all, run_name,
+                              update_readme)
     only = args.only or list(EXPERIMENTS)
     unknown = [k for k in only if k not in EXPERIMENTS]
     if unknown:
         raise UsageError(f"unknown experiment(s) {unknown}; expected some of {list(EXPERIMENTS)}")
+    if args.recheck and not args.readme:
+        raise UsageError("--recheck RESULTS.json ...: the re-checks go into the README's findings, so only with --readme")
     if args.readme:
         if args.quick:
             raise UsageError("--quick numbers (3 runs, 20 steps) do not go into the README: drop --readme")
@@ -615,23 +646,18 @@ def cmd_figures(args):
         if args.eval_seed in (0, TUNE_SEED):
             raise UsageError(f"--eval-seed {args.eval_seed} draws the training or tuning tasks; use another")
     out = _writable_folder(args.out if args.out is not None else ("figures/quick" if args.quick else "figures"))
+    earlier = earlier_results(out, args.only, args.quick, args.eval_seed)      # before the run, not after it
+    if args.readme:
+        files, again = _readme_inputs(args, out, earlier)
     with _pool(args, default=2) as pool, _bar(None, "figures", "run") as bar:
-        results = run_all(out, quick=args.quick, only=only, tuned=args.tuned, weights=args.weights,
-                          eval_seed=args.eval_seed, pool=pool, progress=bar)
+        run_all(out, quick=args.quick, only=args.only, tuned=args.tuned, weights=args.weights,
+                eval_seed=args.eval_seed, pool=pool, progress=bar)
     # the tables and findings from results.json as written (keys sorted), not from the dicts in the
     # order the jobs finished in: the README is then a function of that file alone
     results = json.loads((out / "results.json").read_text())
     print(results_table(results))
-    print(f"figures and results.json in {out}/ ({results['seconds']:.0f} s)")
+    print(f"figures and results.json in {out}/ ({results['seconds'][run_name(args.only)]:.0f} s)")
     if args.readme:
-        files = [Path(f) for f in args.recheck] if args.recheck else [f for f in (out / r for r in RECHECK)
-                                                                        if f.is_file()]
-        again = {}
-        for f in files:
-            try:
-                again.update(json.loads(f.read_text()))
-            except (OSError, UnicodeDecodeError, ValueError) as e:
-                raise UsageError(f"--recheck {f}: not a readable results.json ({e})") from None
         update_readme(args.readme, results, again or None)
         print(f"updated the findings and the results tables in {args.readme}"
               + (f" (re-check: {', '.join(map(str, files))})" if files else ""))
@@ -870,7 +896,9 @@ def build_parser():
     fi = sub.add_parser("figures", help="regenerate the figures and results.json from the shipped weights")
     fi.add_argument("--quick", action="store_true", help="3 runs, at most 20 steps: a smoke test")
     fi.add_argument("--out", default=None, help="output folder (figures/, or figures/quick/ with --quick)")
-    fi.add_argument("--only", type=lambda text: text.split(","), default=None, help="e.g. e1,e2")
+    fi.add_argument("--only", type=lambda text: text.split(","), default=None,
+                    help="e.g. e1,e2: run these alone; their results replace theirs in OUT/results.json, "
+                         "and the other experiments' stay")
     add_pool_arguments(fi, 2)
     fi.add_argument("--tuned", default=None, help="tuned learning rates (default: the shipped ones)")
     fi.add_argument("--weights", default=None, help="folder of the learned optimizers' weights "

@@ -1,4 +1,5 @@
 r"""Running one optimizer on fresh tasks: the numbers every table and figure is made of."""
+import numbers
 from dataclasses import dataclass
 from typing import Callable
 
@@ -25,8 +26,11 @@ def run_on_tasks(optimizer, phi, family, steps, runs, seed, progress=None):
 
     Returns (losses, thetas, tasks): losses[r, t] = L_{t+1} = f_{t+1}(θ_t) on task r, for t = 0..steps (the
     training loss at every iterate, on that step's minibatch); thetas[r] = θ_steps; tasks[r] is
-    the task itself (for held-out or test-set metrics).
+    the task itself (for held-out or test-set metrics). steps ≥ 0 (0: the loss at θ^0 only), runs ≥ 1.
     """
+    for name, value, least in (("steps", steps, 0), ("runs", runs, 1)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+            raise ValueError(f"{name} = {value!r}: expected a whole number ≥ {least}")
     losses, thetas, tasks = [], [], []
     for r in range(runs):
         task = family.sample(task_rng(seed, r))

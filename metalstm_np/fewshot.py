@@ -173,6 +173,13 @@ class Episodes:
             _positive_int("hidden size", h)
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {self.activation!r}; expected one of {sorted(ACTIVATIONS)}")
+        # up to min(N, R) classes of one digit share its images (drawn jointly, without replacement)
+        fewest = min(len(_pools(IMAGES[self.split])[1][d]) for d in DIGITS[self.split])
+        classes_of_a_digit = min(self.n_way, self.rotations)
+        if classes_of_a_digit * (self.k_shot + self.query) > fewest:
+            raise ValueError(f"k_shot {self.k_shot} + query {self.query} images for each of up to "
+                             f"{classes_of_a_digit} classes of one digit is more than the {fewest} "
+                             f"images of the rarest digit of split {self.split!r}")
 
     @property
     def classes(self):

@@ -201,8 +201,12 @@ class MLP:
     def __post_init__(self):
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {self.activation!r}; expected one of {sorted(ACTIVATIONS)}")
-        if self.batch < 1 or any(int(h) < 1 for h in self.hidden):
-            raise ValueError(f"batch ({self.batch}) and hidden sizes ({self.hidden}) must be positive")
+        whole = lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
+        if not whole(self.batch):
+            raise ValueError(f"an MLP's batch ({self.batch!r}) must be a positive integer")
+        if not isinstance(self.hidden, (tuple, list)) or not all(whole(h) for h in self.hidden):
+            raise ValueError(f"an MLP's hidden ({self.hidden!r}) must be a tuple of positive integer layer sizes, "
+                             f"like (20,)")
         n_images = len(mnist_split(self.split)[1])    # also validates the split name
         if self.batch > n_images - HELDOUT:
             raise ValueError(f"batch {self.batch} is larger than the {n_images - HELDOUT} images of split "

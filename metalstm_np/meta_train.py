@@ -61,8 +61,10 @@ BLAS build and thread count; floating-point sums are not associative).
 
 A checkpoint (written atomically after every meta-update) holds φ, the Adam state, the best φ and
 its validation score, the trajectory counter, the history of meta-losses (one per trajectory) and
-validation scores, φ̄ with `average`, and the config (B included: a run is resumed with the B it
-was made with). A NaN or inf in a meta-loss or meta-gradient stops the run with a `Diverged`
+validation scores, φ̄ with `average`, the config (B included: a run is resumed with the B it
+was made with), the frozen keys of φ and a SHA-256 digest of the φ the run started from: resuming
+with other frozen keys, or with another starting φ given, is refused (`check_resume`), and the best
+φ's weights file is rewritten from the checkpoint (a lost or newer best.npz is put back). A NaN or inf in a meta-loss or meta-gradient stops the run with a `Diverged`
 naming the trajectory and piece, and a worker process that dies stops it with a `WorkerLost`
 (pool.py); the checkpoint on disk is then still the last good one.
 
@@ -76,6 +78,7 @@ scored by `_validate` with an `evaluation.Score`: `validation_score`, whose per-
 another (`score=`, e.g. few-shot accuracy).
 """
 import functools
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -92,7 +95,7 @@ from .serialization import load_phi, save_phi
 from .unroll import ALIASES, KINDS, meta_loss, meta_value_and_grad, teacher_trajectory, unroll
 
 __all__ = ["TrainConfig", "VALIDATE_ON", "WEIGHTS", "Diverged", "WorkerLost", "horizon_weights", "piece_weights",
-           "meta_train", "check_resume", "validation_score", "draw_validation_tasks",
+           "meta_train", "check_resume", "start_digest", "validation_score", "draw_validation_tasks",
            "load_checkpoint", "imitates"]
 
 
@@ -120,13 +123,24 @@ class TrainConfig:
     average: float = 0.0          # β of the moving average of φ that is validated (see above); 0: φ itself
 
     def __post_init__(self):
+        for name in ("meta_loss", "validate_on", "weights"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name} must be a name (a string), got {getattr(self, name)!r}")
         object.__setattr__(self, "meta_loss", ALIASES.get(self.meta_loss, self.meta_loss))
         for name in ("trajectories", "horizon", "unroll", "validate_every", "validation_tasks",
-                     "tasks_per_update"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.validation_horizon is not None and self.validation_horizon < 1:
-            raise ValueError(f"validation_horizon must be at least 1, got {self.validation_horizon}")
+                     "tasks_per_update", "seed", "validation_horizon"):
+            value = getattr(self, name)
+            if value is None and name == "validation_horizon":
+                continue
+            if isinstance(value, (bool, numpy.bool_)) or not isinstance(value, (int, numpy.integer)):
+                raise ValueError(f"{name} must be a whole number, got {value!r}")
+            if value < (0 if name == "seed" else 1):
+                raise ValueError(f"{name} must be at least {0 if name == 'seed' else 1}, got {value}")
+        for name in ("meta_lr", "clip", "imitation", "imitation_lr", "average"):
+            value = getattr(self, name)
+            whole, real = isinstance(value, (int, numpy.integer)), isinstance(value, (float, numpy.floating))
+            if isinstance(value, (bool, numpy.bool_)) or not (whole or real and numpy.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
         if self.horizon % self.unroll:
             raise ValueError(f"horizon {self.horizon} is not a multiple of unroll {self.unroll}")
         for name in ("trajectories", "validate_every"):
@@ -221,7 +235,8 @@ def draw_validation_tasks(family, seed, count):
 
 def _checkpoint_arrays(run, config, family):
     """The checkpoint's arrays besides φ: the run's state (a _Run), its config and its family."""
-    arrays = {f"adam/{k}": numpy.asarray(v) for k, v in run.adam.items()}
+    arrays = {"start_digest": numpy.array(run.start_digest), "frozen": numpy.array(json.dumps(sorted(run.frozen)))}
+    arrays.update({f"adam/{k}": numpy.asarray(v) for k, v in run.adam.items()})
     arrays.update({f"best/{k}": numpy.asarray(v) for k, v in run.best.items() if k != "phi"})
     arrays["best_phi"] = run.best["phi"]
     arrays.update({f"history/{k}": numpy.asarray(v, dtype=float) for k, v in run.history.items()})
@@ -275,7 +290,18 @@ def load_checkpoint(path):
              "trajectory": int(extra["trajectory"]),
              "average": extra["average"] if config.average else None,
              "config": config,
-             "family": str(extra["family"]) if "family" in extra else None}
+             "family": str(extra["family"]) if "family" in extra else None,
+             # None in a checkpoint from before they were kept: not checked on resume
+             "start_digest": str(need("start_digest", (), "U")) if "start_digest" in extra else None,
+             "frozen": None}
+    if "frozen" in extra:
+        try:
+            frozen = json.loads(str(need("frozen", (), "U")))
+        except json.JSONDecodeError:
+            frozen = None
+        if not (isinstance(frozen, list) and all(isinstance(k, str) for k in frozen)):
+            raise ValueError(f"{path}: frozen = {extra['frozen']}, not a list of names of φ's arrays")
+        state["frozen"] = frozen
     if state["trajectory"] > config.trajectories or len(state["history"]["meta_loss"]) != state["trajectory"]:
         raise ValueError(f"{path}: its counter ({state['trajectory']} trajectories) does not match its "
                          f"history ({len(state['history']['meta_loss'])} meta-losses)")
@@ -363,10 +389,18 @@ def _validate(pool, score, optimizer, family, config, phi):
     return score.summary(run_jobs(pool, _run_validation, jobs))
 
 
-def check_resume(checkpoint, optimizer, family, config):
+def start_digest(phi):
+    """The SHA-256 digest (hex) of φ's values, flat, in order: how a checkpoint names the φ its run
+    started from."""
+    return hashlib.sha256(numpy.ascontiguousarray(flatten(phi)[0], dtype=float).tobytes()).hexdigest()
+
+
+def check_resume(checkpoint, optimizer, family, config, phi=None, frozen=()):
     """(φ, state) of the checkpoint that meta_train(..., resume=True) would continue, after checking
     that it was made for this optimizer, task family and config (`config.trajectories` may be
-    larger: a run may be extended); a ValueError names what differs."""
+    larger: a run may be extended), with these frozen keys, and, if `phi` (a starting φ) is given,
+    from that φ; a ValueError names what differs."""
+    start = phi
     optimizer_saved, phi, saved = load_checkpoint(checkpoint)
     if optimizer_saved.name != optimizer.name or optimizer_saved.config != optimizer.config:
         raise ValueError(f"{checkpoint}: checkpoint is for {optimizer_saved.name} "
@@ -381,6 +415,13 @@ def check_resume(checkpoint, optimizer, family, config):
     # the run) need not be a valid TrainConfig (another validate_every), and the error is this one
     if {**asdict(saved["config"]), "trajectories": config.trajectories} != asdict(config):
         raise ValueError(f"{checkpoint}: checkpoint was made with {saved['config']}, not {config}")
+    if saved["frozen"] is not None and saved["frozen"] != sorted(frozen):
+        raise ValueError(f"{checkpoint}: checkpoint's run keeps {saved['frozen'] or 'no arrays of φ'} frozen, "
+                         f"not {sorted(frozen) or 'none'}: resuming so would not continue the same run")
+    if start is not None and saved["start_digest"] is not None and start_digest(start) != saved["start_digest"]:
+        raise ValueError(f"{checkpoint}: checkpoint's run started from another φ than the one given to "
+                         f"resume it (its SHA-256 {saved['start_digest'][:12]}..., this one "
+                         f"{start_digest(start)[:12]}...): resuming so would not continue the same run")
     return phi, saved
 
 
@@ -395,6 +436,8 @@ class _Run:
     history: dict           # meta_loss (one per trajectory), validation_trajectory, validation
     trajectory: int         # trajectories done
     average: Optional[numpy.ndarray] = None   # φ̄, the moving average of φ (flat), with config.average
+    start_digest: str = ""  # start_digest of the φ the run started from ("" unknown: an old checkpoint)
+    frozen: tuple = ()      # the keys of φ kept as they are
 
 
 def _averaged(average, flat_phi, config, u):
@@ -407,21 +450,25 @@ def _averaged(average, flat_phi, config, u):
     return average + (1.0 - beta) / (1.0 - beta ** u) * (flat_phi - average)
 
 
-def _start(optimizer, family, config, checkpoint, resume, phi, validate, best_path):
+def _start(optimizer, family, config, checkpoint, resume, phi, validate, best_path, frozen):
     """(the run's state before its next meta-update, the map from flat φ back to φ). resume: the
-    checkpoint's state, checked by `check_resume`. Otherwise a fresh one: φ as given or
-    optimizer.init_phi(default_rng([seed, 0])), Adam's initial state on it, no meta-losses yet, and
-    φ's validation score (`validate`): the first best φ, at trajectory 0."""
+    checkpoint's state, checked by `check_resume` (its best φ written to best_path again). Otherwise
+    a fresh one: φ as given or optimizer.init_phi(default_rng([seed, 0])), Adam's initial state on
+    it, no meta-losses yet, and φ's validation score (`validate`): the first best φ, at trajectory 0."""
     if resume:
-        phi, saved = check_resume(checkpoint, optimizer, family, config)
-        return (_Run(saved["adam"], saved["best"], saved["history"], saved["trajectory"], saved["average"]),
-                flatten(phi)[1])
+        phi, saved = check_resume(checkpoint, optimizer, family, config, phi, frozen)
+        unflatten = flatten(phi)[1]
+        if best_path:
+            save_phi(best_path, optimizer, unflatten(saved["best"]["phi"]))
+        return (_Run(saved["adam"], saved["best"], saved["history"], saved["trajectory"], saved["average"],
+                     saved["start_digest"] or "", tuple(sorted(frozen))), unflatten)
     if phi is None:
         phi = optimizer.init_phi(numpy.random.default_rng([config.seed, 0]))
     flat_phi, unflatten = flatten(phi)
     run = _Run(adam=adam.init(None, flat_phi), best=None, trajectory=0,
                history={"meta_loss": [], "validation_trajectory": [], "validation": []},
-               average=numpy.zeros_like(flat_phi) if config.average else None)   # φ̄_1 = φ_1 exactly
+               average=numpy.zeros_like(flat_phi) if config.average else None,   # φ̄_1 = φ_1 exactly
+               start_digest=start_digest(phi), frozen=tuple(sorted(frozen)))
     _validate_and_keep_best(run, phi, flat_phi, validate, optimizer, best_path)
     return run, unflatten
 
@@ -492,7 +539,8 @@ def meta_train(optimizer, family, validation_family, config, checkpoint, resume=
 
     checkpoint: path of the .npz checkpoint (written after every meta-update; also a weights file
     holding the current φ). resume: continue from it, which gives the same result, bit for bit, as a
-    run that never stopped (`config.trajectories` may be raised to train on). callback(info) is
+    run that never stopped (`config.trajectories` may be raised to train on); `frozen` must be the
+    run's, and `phi`, if given, the φ it started from (`check_resume`). callback(info) is
     called after every meta-update with a dict of trajectory (done so far), meta_loss (the mean of
     the update's tasks), validation (or None), best_validation, seconds (of the update), imitation
     (whether its meta_loss is the imitation loss, `imitates`). phi: the
@@ -506,7 +554,7 @@ def meta_train(optimizer, family, validation_family, config, checkpoint, resume=
     """
     checkpoint = Path(checkpoint)
     validate = functools.partial(_validate, pool, score, optimizer, validation_family, config)
-    run, unflatten = _start(optimizer, family, config, checkpoint, resume, phi, validate, best_path)
+    run, unflatten = _start(optimizer, family, config, checkpoint, resume, phi, validate, best_path, frozen)
     B = config.tasks_per_update
     for first in range(run.trajectory, config.trajectories, B):    # one meta-update: first..first+B-1
         t_start = time.perf_counter()

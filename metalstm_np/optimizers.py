@@ -19,19 +19,25 @@ Invariant: params(init(φ, θ^0)) == θ^0 — an optimizer starts where the lear
 
 Every optimizer is made the same way, by its registry name: make_optimizer(name, **config) calls
 the factory registered under that name (`register`), with the config of its architecture; the
-hand-designed ones, whose hyperparameters are φ, take no config. The learned optimizers' modules
-(l2l, meta_lstm, rnnprop) register theirs when imported. A weights file stores the name and the
-config (serialization.py), and a pickled Optimizer is the pair too.
+hand-designed ones, whose hyperparameters are φ, take no config. A registered factory checks its
+config first (`check_config`, which the weights loader runs too), however it is called, so a bad
+size or rate is refused with its name and value before anything is built. The learned
+optimizers' modules (l2l, meta_lstm, rnnprop) register theirs when imported. A weights file
+stores the name and the config (serialization.py), and a pickled Optimizer is the pair too.
 
 Hand-designed optimizers in this module take φ = a dict of their hyperparameters, all floats.
 """
+import functools
+import inspect
+import numbers
 from dataclasses import dataclass, field
 from typing import Callable
 
 import autograd.numpy as np
+import numpy
 
-__all__ = ["Optimizer", "REGISTRY", "register", "make_optimizer", "optimizer_names", "params", "sgd", "momentum",
-           "nag", "rmsprop", "adam", "HAND_DESIGNED"]
+__all__ = ["Optimizer", "REGISTRY", "register", "make_optimizer", "optimizer_names", "check_config", "params",
+           "sgd", "momentum", "nag", "rmsprop", "adam", "HAND_DESIGNED"]
 
 
 @dataclass(frozen=True)
@@ -57,13 +63,90 @@ def _registered(name, config):
 
 
 REGISTRY = {}        # registry name -> factory(**config) -> Optimizer
+_DEFAULTS = {}       # registry name -> {config field: the factory's default}
+
+MAX_SIZE = 100_000             # a layer size in a config at most
+MAX_PARAMS = 10_000_000        # a learned θ^0's size at most
+
+# config fields -> what they must be (checked before the optimizer is built)
+_SIZES = ("hidden", "dense")       # one size, or a list of sizes where the factory's default is a list
+_COUNTS = ("n_params",)
+_REALS = ("p", "output_scale", "step", "eps", "z_f", "z_i", "nominal")   # finite, and positive (z_f, nominal: ≥ 0)
+_NON_NEGATIVE = ("z_f", "nominal")
+_PER_COORDINATE = ("z_f", "z_i")   # may also be arrays, one value per coordinate (gd_lstm)
+_FRACTIONS = ("beta1", "beta2")
+_FLAGS = ("learn_theta0", "bounded")
+
+
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, numpy.bool_))
+
+
+def _finite(value):
+    try:
+        return bool(numpy.all(numpy.isfinite(numpy.asarray(value, dtype=float))))
+    except OverflowError:                         # an int too large for a float
+        return False
+
+
+def check_config(name, config):
+    """Raise ValueError naming the field if `config` (make_optimizer's keywords, or a weights file's
+    __config__) is not one that optimizer `name` can be built from with sane sizes; called before
+    anything is allocated."""
+    if not isinstance(config, dict):
+        raise ValueError(f"the config is {type(config).__name__}, not a JSON object")
+    defaults = _DEFAULTS.get(name, {})
+
+    def integer(key, value, top):
+        if (not isinstance(value, numbers.Integral) or isinstance(value, (bool, numpy.bool_))
+                or not 1 <= value <= top):
+            raise ValueError(f"config {key} = {value!r}: expected a whole number from 1 to {top:,}")
+
+    for key, value in config.items():
+        if key in _SIZES:
+            listed = isinstance(value, (list, tuple))
+            if key in defaults and listed != isinstance(defaults[key], (list, tuple)):
+                wanted = "one layer size, like 20" if listed else "a list of layer sizes, like [20, 20]"
+                raise ValueError(f"config {key} = {value!r}: expected {wanted}")
+            for size in (value if listed else [value]):
+                integer(key, size, MAX_SIZE)
+            if listed and not value:
+                raise ValueError(f"config {key} = {value!r}: expected at least one size")
+        elif key in _COUNTS:
+            if value is not None:
+                integer(key, value, MAX_PARAMS)
+        elif key in _REALS or key in _FRACTIONS:
+            array = key in _PER_COORDINATE and isinstance(value, numpy.ndarray)
+            if not (array and value.dtype.kind in "iuf" or _is_real(value)) or not _finite(value):
+                raise ValueError(f"config {key} = {value!r}: expected a finite number")
+            if key in _FRACTIONS and not 0 <= value < 1:
+                raise ValueError(f"config {key} = {value!r}: expected a number in [0, 1)")
+            if key in _NON_NEGATIVE and not numpy.all(numpy.asarray(value) >= 0):
+                raise ValueError(f"config {key} = {value!r}: expected a number ≥ 0")
+            if key in _REALS and key not in _NON_NEGATIVE and not numpy.all(numpy.asarray(value) > 0):
+                raise ValueError(f"config {key} = {value!r}: expected a positive number")
+        elif key in _FLAGS:
+            if not isinstance(value, (bool, numpy.bool_)):
+                raise ValueError(f"config {key} = {value!r}: expected true or false")
+        elif key == "dtype":
+            if not isinstance(value, str) or value not in ("float32", "float64"):
+                raise ValueError(f"config dtype = {value!r}: expected 'float32' or 'float64'")
 
 
 def register(name):
-    """Decorator: register `factory(**config) -> Optimizer` under `name` (as on the command line)."""
+    """Decorator: register `factory(**config) -> Optimizer` under `name` (as on the command line).
+    The factory it returns (and registers) runs check_config(name, config) first."""
     def add(factory):
-        REGISTRY[name] = factory
-        return factory
+        parameters = inspect.signature(factory).parameters
+        _DEFAULTS[name] = {k: p.default for k, p in parameters.items() if p.default is not p.empty}
+
+        @functools.wraps(factory)
+        def checked(*args, **config):
+            check_config(name, {**dict(zip(parameters, args)), **config})
+            return factory(*args, **config)
+
+        REGISTRY[name] = checked
+        return checked
     return add
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy
 
-from .optimizers import make_optimizer, optimizer_names
+from .optimizers import MAX_PARAMS, MAX_SIZE, check_config, make_optimizer, optimizer_names  # noqa: F401
 
 __all__ = ["save_phi", "load_phi", "check_config", "WeightsError",
-           "atomic_write", "flatten_tree", "unflatten_tree"]
+           "atomic_write", "atomic_write_text", "flatten_tree", "unflatten_tree"]
 
 class WeightsError(ValueError):
     """A weights file that is missing, malformed, or made for another optimizer."""
@@ -64,9 +64,26 @@ def atomic_write(path, write):
         raise
 
 
+def atomic_write_text(path, text):
+    """Write `text` (UTF-8) to `path` as atomic_write does: whole, or not at all."""
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
 def save_phi(path, optimizer, phi, extra=None):
-    """Write φ of `optimizer` to `path` (.npz); `extra` maps names to more arrays to keep beside it."""
-    arrays = {f"phi/{k}": numpy.asarray(v) for k, v in flatten_tree(phi).items()}
+    """Write φ of `optimizer` to `path` (.npz); `extra` maps names to more arrays to keep beside it.
+
+    A φ that load_phi would refuse (arrays that do not fit the optimizer rebuilt from its name and
+    config, not in a float dtype, not finite, or a hand-designed hyperparameter out of its range)
+    raises ValueError naming the path and the array, and nothing is written.
+    """
+    flat = {k: numpy.asarray(v) for k, v in flatten_tree(phi).items()}
+    try:
+        rebuilt = make_optimizer(optimizer.name, **optimizer.config)
+        _check_fit(rebuilt, {k: v.shape for k, v in flat.items()}, {k: v.dtype for k, v in flat.items()})
+        _check_values(rebuilt, flat)
+    except ValueError as e:
+        raise ValueError(f"{path}: not saving φ of {optimizer.name!r}: {e}") from None
+    arrays = {f"phi/{k}": v for k, v in flat.items()}
     arrays["__optimizer__"] = numpy.array(optimizer.name)
     arrays["__config__"] = numpy.array(json.dumps(optimizer.config))
     arrays.update(extra or {})
@@ -79,49 +96,44 @@ def _expected_shapes(optimizer):
 
 
 MAX_ARRAY_BYTES = 2**30        # a weights file's arrays, all together, at most (the largest shipped: ~1 MB)
-MAX_SIZE = 100_000             # a layer size in a config at most
-MAX_PARAMS = 10_000_000        # a learned θ^0's size at most
 
-# config fields -> what they must be (checked before the optimizer is built)
-_SIZES = ("hidden", "dense")
-_COUNTS = ("n_params",)
-_REALS = ("p", "output_scale", "step", "eps", "z_f", "z_i")       # finite, and positive (z_f: ≥ 0)
-_FRACTIONS = ("beta1", "beta2")
-_FLAGS = ("learn_theta0", "bounded")
+# a hand-designed optimizer's hyperparameters (φ) -> their range; any other one must be ≥ 0
+_PHI_FRACTIONS = ("beta1", "beta2", "decay", "momentum")    # in [0, 1)
+_PHI_POSITIVE = ("lr", "eps")                               # > 0
 
 
-def check_config(name, config):
-    """Raise ValueError naming the field if `config` (a weights file's __config__) is not one that
-    optimizer `name` can be built from with sane sizes; called before anything is allocated."""
-    if not isinstance(config, dict):
-        raise ValueError(f"the config is {type(config).__name__}, not a JSON object")
+def _check_fit(optimizer, shapes, dtypes):
+    """Raise ValueError unless arrays of these shapes and dtypes ({path in φ: ...}) are exactly the
+    arrays of `optimizer`'s φ, each in a float dtype."""
+    expected = _expected_shapes(optimizer)
+    if shapes != expected:
+        missing = sorted(set(expected) - set(shapes))
+        unexpected = sorted(set(shapes) - set(expected))
+        wrong = sorted(k for k in set(shapes) & set(expected) if shapes[k] != expected[k])
+        raise ValueError(f"weights do not fit optimizer {optimizer.name!r} with config {optimizer.config}: "
+                         f"missing {missing}, unexpected {unexpected}, wrong shape "
+                         + ", ".join(f"{k} {shapes[k]} (expected {expected[k]})" for k in wrong))
+    for key, dtype in dtypes.items():
+        if dtype.kind != "f":
+            raise ValueError(f"phi/{key} has dtype {dtype}, not a float dtype")
 
-    def integer(key, value, top):
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
-            raise ValueError(f"config {key} = {value!r}: expected a whole number from 1 to {top:,}")
 
-    for key, value in config.items():
-        if key in _SIZES:
-            for size in (value if isinstance(value, list) else [value]):
-                integer(key, size, MAX_SIZE)
-            if isinstance(value, list) and not value:
-                raise ValueError(f"config {key} = []: expected at least one size")
-        elif key in _COUNTS:
-            if value is not None:
-                integer(key, value, MAX_PARAMS)
-        elif key in _REALS or key in _FRACTIONS:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not numpy.isfinite(value):
-                raise ValueError(f"config {key} = {value!r}: expected a finite number")
-            if key in _FRACTIONS and not 0 <= value < 1:
-                raise ValueError(f"config {key} = {value!r}: expected a number in [0, 1)")
-            if key in _REALS and not (value >= 0 if key == "z_f" else value > 0):
-                raise ValueError(f"config {key} = {value!r}: expected a positive number")
-        elif key in _FLAGS:
-            if not isinstance(value, bool):
-                raise ValueError(f"config {key} = {value!r}: expected true or false")
-        elif key == "dtype":
-            if value not in ("float32", "float64"):
-                raise ValueError(f"config dtype = {value!r}: expected 'float32' or 'float64'")
+def _check_values(optimizer, phi):
+    """Raise ValueError naming the array if φ ({path: array}) holds a non-finite value or, for a
+    hand-designed optimizer, a hyperparameter out of its range."""
+    name = optimizer.name
+    for key, value in phi.items():
+        if not numpy.all(numpy.isfinite(value)):
+            raise ValueError(f"phi/{key} holds non-finite values (NaN or inf)")
+        if optimizer.learned:
+            continue
+        if numpy.any(value < 0):
+            raise ValueError(f"phi/{key} = {value}: a hyperparameter of {name!r} must not be negative")
+        if key in _PHI_POSITIVE and not numpy.all(value > 0):
+            what = "the learning rate" if key == "lr" else key
+            raise ValueError(f"phi/{key} = {value}: {what} of {name!r} must be positive")
+        if key in _PHI_FRACTIONS and not numpy.all(value < 1):
+            raise ValueError(f"phi/{key} = {value}: {key} of {name!r} must be in [0, 1)")
 
 
 def _headers(archive, path):
@@ -148,9 +160,10 @@ def load_phi(path, expect=None):
     Checks that the file exists and can be read, is a weights file, names a known optimizer
     (`expect`, if given, must be that name) with a sane config, and that φ has exactly the arrays
     and shapes that optimizer's config makes, in a float dtype, all finite (a hand-designed
-    optimizer's hyperparameters also non-negative). The shapes and dtypes are read from the
-    arrays' headers first, so a small file that claims huge arrays is refused before anything is
-    allocated. Every problem raises WeightsError with the path and what is wrong.
+    optimizer's hyperparameters also non-negative; lr and eps positive; beta1, beta2, decay and
+    momentum below 1). The shapes and dtypes are read from the arrays' headers first, so a small
+    file that claims huge arrays is refused before anything is allocated. Every problem raises
+    WeightsError with the path and what is wrong.
     """
     path = Path(path)
     if not path.exists():
@@ -197,32 +210,22 @@ def load_phi(path, expect=None):
                 config = json.loads(config_text)
                 check_config(name, config)
                 optimizer = make_optimizer(name, **config)
-                expected = _expected_shapes(optimizer)
             except (ValueError, TypeError) as e:
                 raise WeightsError(f"{path}: cannot rebuild optimizer {name!r} from its config: {e}") from None
-            got = {k[len("phi/"):]: headers[k][0] for k in headers if k.startswith("phi/")}
-            if got != expected:
-                missing = sorted(set(expected) - set(got))
-                unexpected = sorted(set(got) - set(expected))
-                wrong = sorted(k for k in set(got) & set(expected) if got[k] != expected[k])
-                raise WeightsError(f"{path}: weights do not fit optimizer {name!r} with config {config}: "
-                                   f"missing {missing}, unexpected {unexpected}, wrong shape "
-                                   + ", ".join(f"{k} {got[k]} (expected {expected[k]})" for k in wrong))
-            for key in got:
-                if headers["phi/" + key][1].kind != "f":
-                    raise WeightsError(f"{path}: phi/{key} has dtype {headers['phi/' + key][1]}, not a float dtype")
+            try:
+                _check_fit(optimizer, {k[len("phi/"):]: headers[k][0] for k in headers if k.startswith("phi/")},
+                           {k[len("phi/"):]: headers[k][1] for k in headers if k.startswith("phi/")})
+            except ValueError as e:
+                raise WeightsError(f"{path}: {e}") from None
             contents = {k: npz[k] for k in npz.files if k not in ("__optimizer__", "__config__")}
     except WeightsError:
         raise
     except Exception as e:
         raise WeightsError(f"{path}: not a readable .npz weights file ({type(e).__name__}: {e})") from None
     phi = {k[len("phi/"):]: v for k, v in contents.items() if k.startswith("phi/")}
-    for key, value in phi.items():
-        if not numpy.all(numpy.isfinite(value)):
-            raise WeightsError(f"{path}: phi/{key} holds non-finite values (NaN or inf)")
-        if not optimizer.learned and numpy.any(value < 0):
-            raise WeightsError(f"{path}: phi/{key} = {value}: a hyperparameter of {name!r} must not be negative")
-        if not optimizer.learned and key == "lr" and not numpy.all(value > 0):
-            raise WeightsError(f"{path}: phi/lr = {value}: the learning rate of {name!r} must be positive")
+    try:
+        _check_values(optimizer, phi)
+    except ValueError as e:
+        raise WeightsError(f"{path}: {e}") from None
     extra = {k: v for k, v in contents.items() if not k.startswith("phi/")}
     return optimizer, unflatten_tree(phi), extra

@@ -5,6 +5,7 @@ wrong .npz files to the weights and checkpoint loaders: only the library's own e
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -156,6 +157,163 @@ def test_an_unreadable_or_not_a_file_weights_path_says_so(capsys, tmp_path):
                                                          "--weights", str(garbage))
 
 
+ADAM = {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+
+
+@pytest.mark.parametrize("name, phi, message", [
+    ("adam", {**ADAM, "beta2": 7.0}, "phi/beta2 = 7.0: beta2 of 'adam' must be in [0, 1)"),
+    ("adam", {**ADAM, "beta1": 1.0}, "phi/beta1 = 1.0: beta1 of 'adam' must be in [0, 1)"),
+    ("adam", {**ADAM, "eps": 0.0}, "phi/eps = 0.0: eps of 'adam' must be positive"),
+    ("momentum", {"lr": 0.1, "momentum": 1.5}, "phi/momentum = 1.5: momentum of 'momentum' must be in [0, 1)"),
+    ("nag", {"lr": 0.1, "momentum": 1.0}, "phi/momentum = 1.0"),
+    ("rmsprop", {"lr": 0.01, "decay": 3.0, "eps": 1e-8}, "phi/decay = 3.0: decay of 'rmsprop' must be in [0, 1)"),
+])
+def test_hand_designed_hyperparameters_out_of_their_range_are_refused(tmp_path, name, phi, message):
+    path = weights_file(tmp_path / "w.npz", phi, name=name)
+    with pytest.raises(WeightsError, match=re.escape(message)) as error:
+        load_phi(path)
+    assert str(path) in str(error.value)
+
+
+# ------------------------------------------------------------------------------------ configs, φ to save
+
+@pytest.mark.parametrize("name, config, message", [
+    ("l2l", {"hidden": (0,)}, "config hidden = 0: expected a whole number"),
+    ("l2l", {"hidden": (-3,)}, "config hidden = -3: expected a whole number"),
+    ("l2l", {"hidden": 4}, "config hidden = 4: expected a list of layer sizes"),
+    ("l2l", {"p": float("nan")}, "config p = nan"),
+    ("l2l", {"p": -1}, "config p = -1: expected a positive number"),
+    ("l2l", {"output_scale": -1}, "config output_scale = -1: expected a positive number"),
+    ("l2l", {"dtype": "float16"}, "config dtype = 'float16'"),
+    ("l2l", {"dtype": "int32"}, "config dtype = 'int32'"),
+    ("metalstm", {"hidden": 0}, "config hidden = 0: expected a whole number"),
+    ("metalstm", {"hidden": [20]}, "config hidden = [20]: expected one layer size"),
+    ("gd_lstm", {"z_i": -1}, "config z_i = -1: expected a positive number"),
+    ("gd_lstm", {"z_i": float("nan")}, "config z_i = nan"),
+    ("rnnprop", {"step": float("inf")}, "config step = inf: expected a finite number"),
+    ("rnnprop", {"eps": -1}, "config eps = -1: expected a positive number"),
+    ("rnnprop", {"nominal": float("inf")}, "config nominal = inf"),
+])
+def test_make_optimizer_checks_its_config_naming_the_key_and_value(name, config, message):
+    from metalstm_np.l2l import l2l
+    from metalstm_np.meta_lstm import gradient_descent_lstm, meta_lstm
+    from metalstm_np.rnnprop import rnnprop
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make_optimizer(name, **config)
+    factory = {"l2l": l2l, "metalstm": meta_lstm, "gd_lstm": gradient_descent_lstm, "rnnprop": rnnprop}[name]
+    with pytest.raises(ValueError, match=re.escape(message)):     # the factory itself, called directly
+        factory(**config)
+
+
+def test_make_optimizer_still_takes_numpy_numbers_and_per_coordinate_gates():
+    assert make_optimizer("l2l", hidden=(np.int64(4),), p=np.float32(5.0)).config["hidden"] == [4]
+    assert make_optimizer("gd_lstm", z_f=np.ones(3), z_i=np.full(3, 0.1)).init_phi()["z_i"].shape == (3,)
+    with pytest.raises(ValueError, match=re.escape("config z_i = array([ 0.1, -1. ])")):
+        make_optimizer("gd_lstm", z_i=np.array([0.1, -1.0]))
+
+
+@pytest.mark.parametrize("name, change, message", [
+    ("l2l", lambda phi: {**phi, "w_out": np.full_like(phi["w_out"], np.inf)}, "phi/w_out holds non-finite"),
+    ("l2l", lambda phi: {k: v for k, v in phi.items() if k != "b_out"}, "missing ['b_out']"),
+    ("sgd", lambda phi: {**phi, "momentum": 0.9}, "unexpected ['momentum']"),
+    ("sgd", lambda phi: {**phi, "lr": np.array([0.1, 0.2])}, "wrong shape lr (2,) (expected ())"),
+    ("sgd", lambda phi: {**phi, "lr": 1}, "phi/lr has dtype int64, not a float dtype"),
+    ("adam", lambda phi: {**phi, "beta2": 7.0}, "phi/beta2 = 7.0: beta2 of 'adam' must be in [0, 1)"),
+    ("sgd", lambda phi: {**phi, "lr": -0.1}, "must not be negative"),
+])
+def test_save_phi_refuses_a_phi_that_load_phi_would_refuse(tmp_path, name, change, message):
+    from metalstm_np.serialization import flatten_tree, unflatten_tree
+    opt = make_optimizer(name, **({"hidden": [4]} if name == "l2l" else {}))
+    phi = unflatten_tree(change(flatten_tree(opt.init_phi(np.random.default_rng(0)))))
+    path = tmp_path / "w.npz"
+    with pytest.raises(ValueError, match=re.escape(message)) as error:
+        save_phi(path, opt, phi)
+    assert str(path) in str(error.value) and not path.exists()
+
+
+# ------------------------------------------------------------------------------------ library arguments
+
+def test_tune_lr_refuses_an_optimizer_without_lr_and_a_learned_one():
+    from metalstm_np.learners import Quadratic
+    from metalstm_np.tuning import tune_lr
+    message = "gd_lstm: no \"lr\" hyperparameter to tune (its φ has ['z_f', 'z_i'])"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        tune_lr(make_optimizer("gd_lstm"), Quadratic(), 5, 2, 2000, grid=[0.001, 0.01])
+    with pytest.raises(ValueError, match="l2l: a learned optimizer"):
+        tune_lr(make_optimizer("l2l", hidden=[4]), Quadratic(), 5, 2, 2000, grid=[0.001, 0.01])
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(steps=0), "steps = 0: expected a whole number ≥ 1"),
+    (dict(steps=2.5), "steps = 2.5"),
+    (dict(runs=0), "runs = 0: expected a whole number ≥ 1"),
+    (dict(grid=[]), "grid = []: expected at least one learning rate"),
+    (dict(grid=[-1, 0.01]), "grid holds -1: a learning rate must be a positive finite number"),
+    (dict(grid=[0.01, float("nan")]), "grid holds nan"),
+    (dict(grid=[0.01, float("inf")]), "grid holds inf"),
+    (dict(lo=2, hi=0), "lo = 2, hi = 0"),
+    (dict(lo=-2.5), "lo = -2.5: expected a whole number"),
+])
+def test_tune_lr_refuses_bad_arguments_naming_them(options, message):
+    from metalstm_np.learners import Quadratic
+    from metalstm_np.tuning import tune_lr
+    arguments = {"steps": 5, "runs": 2, **options}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        tune_lr(make_optimizer("sgd"), Quadratic(), seed=2000, **arguments)
+
+
+@pytest.mark.parametrize("steps, runs, message", [(-3, 2, "steps = -3"), (2, 0, "runs = 0"), (2.5, 2, "steps = 2.5"),
+                                                  (2, True, "runs = True")])
+def test_run_on_tasks_refuses_no_steps_or_no_runs(steps, runs, message):
+    from metalstm_np.evaluation import run_on_tasks
+    from metalstm_np.learners import Quadratic
+    sgd = make_optimizer("sgd")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        run_on_tasks(sgd, sgd.init_phi(), Quadratic(), steps, runs, 7)
+    assert run_on_tasks(sgd, sgd.init_phi(), Quadratic(), 0, 1, 7)[0].shape == (1, 1)    # L_1 at θ^0 only
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(horizon="10", unroll=10), "horizon must be a whole number, got '10'"),
+    (dict(meta_lr="0.1"), "meta_lr must be a finite number, got '0.1'"),
+    (dict(horizon=2.5), "horizon must be a whole number, got 2.5"),
+    (dict(validation_tasks=2.5), "validation_tasks must be a whole number, got 2.5"),
+    (dict(validation_horizon=2.0), "validation_horizon must be a whole number, got 2.0"),
+    (dict(seed=-1), "seed must be at least 0, got -1"),
+    (dict(seed=1.5), "seed must be a whole number, got 1.5"),
+    (dict(seed=True), "seed must be a whole number, got True"),
+    (dict(meta_lr=float("inf")), "meta_lr must be a finite number, got inf"),
+    (dict(imitation_lr=float("inf")), "imitation_lr must be a finite number, got inf"),
+    (dict(clip=float("nan")), "clip must be a finite number, got nan"),
+    (dict(meta_loss=["mean"]), "meta_loss must be a name (a string), got ['mean']"),
+])
+def test_train_config_names_a_field_of_the_wrong_kind(options, message):
+    from metalstm_np.meta_train import TrainConfig
+    with pytest.raises(ValueError, match=re.escape(message)):
+        TrainConfig(**options)
+
+
+def test_train_config_takes_numpy_numbers():
+    from metalstm_np.meta_train import TrainConfig
+    config = TrainConfig(trajectories=np.int64(50), horizon=np.int32(100), meta_lr=np.float32(1e-3), clip=1, seed=3)
+    assert config.trajectories == 50
+
+
+@pytest.mark.parametrize("options, message", [(dict(batch=2.5), "batch (2.5) must be a positive integer"),
+                                              (dict(hidden=20), "hidden (20) must be a tuple of positive integer"),
+                                              (dict(hidden=(20.5,)), "hidden ((20.5,))")])
+def test_an_mlp_names_a_field_of_the_wrong_kind(options, message):
+    from metalstm_np.learners import MLP
+    with pytest.raises(ValueError, match=re.escape(message)):
+        MLP(**options)
+
+
+@pytest.mark.parametrize("seed", ["0", "2000"])
+def test_evaluate_refuses_the_training_and_tuning_seeds(capsys, seed):
+    line = one_error_line(capsys, "evaluate", "--optimizer", "sgd", "--task", "quadratic", "--seed", seed)
+    assert f"--seed {seed} draws the training or tuning tasks" in line
+
+
 # ------------------------------------------------------------------------------------ tuned files
 
 @pytest.mark.parametrize("content, message", [
@@ -204,12 +362,12 @@ def test_a_damaged_checkpoint_is_refused_on_resume(capsys, checkpoint, change, m
     assert message in line and str(checkpoint) in line
 
 
-def test_resume_with_fewer_trajectories_or_with_init_from_is_an_error(capsys, checkpoint):
+def test_resume_with_fewer_trajectories_or_from_another_phi_is_an_error(capsys, checkpoint):
     out = str(checkpoint.parent)
     assert "fewer than the 2" in one_error_line(capsys, *TINY_TRAIN[:5], "--trajectories", "1",
                                                  *TINY_TRAIN[7:], "--out", out, "--resume")
-    assert "give one of them" in one_error_line(capsys, *TINY_TRAIN, "--out", out, "--resume",
-                                                "--init-from", str(checkpoint))
+    line = one_error_line(capsys, *TINY_TRAIN, "--out", out, "--resume", "--init-from", str(checkpoint))
+    assert "--resume:" in line and "started from another φ" in line
 
 
 def test_a_second_run_into_the_same_folder_is_refused_while_the_first_holds_the_lock(capsys, tmp_path):

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from autograd.misc.flatten import flatten
@@ -450,3 +451,135 @@ def test_a_ctrl_c_dropped_in_a_finalizer_is_raised_by_the_next_progress_bar_upda
             assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+# ------------------------------------------------------- figures: --only merges, --recheck, whole files
+
+SHIPPED_RESULTS = Path(__file__).resolve().parents[1] / "figures" / "results.json"
+MARKERS = "<!-- findings:start -->\n<!-- findings:end -->\n<!-- results:start -->\n<!-- results:end -->\n"
+
+
+@pytest.fixture
+def stub_experiments(monkeypatch):
+    """Every experiment replaced by one that runs nothing: its one block, E1_stub ..., holds the
+    run's eval seed and the stamp (stamp[0], which a test may change between runs), and its table
+    is "E1_stub STAMP"."""
+    from types import SimpleNamespace
+    from metalstm_np import experiments
+    stamp = ["first"]
+
+    def stub(name):
+        return SimpleNamespace(jobs=lambda ctx: {},
+                               collect=lambda ctx, done: {name: {"eval_seed": ctx.eval_seed, "stamp": stamp[0]}},
+                               table=lambda results: f"{name} {results[name]['stamp']}\n" if name in results else "")
+    for key in list(experiments.EXPERIMENTS):
+        monkeypatch.setitem(experiments.EXPERIMENTS, key, stub(f"{key.upper()}_stub"))
+    return stamp
+
+
+def test_figures_only_replaces_its_experiments_results_and_keeps_the_others(capsys, tmp_path):
+    """--only e1 into a folder whose results.json holds every experiment: E1's block is this run's,
+    the others' stay as they were, and each run's seconds and versions name the experiments it made
+    (the earlier file, written before merges, has one number of seconds and no versions)."""
+    earlier = json.loads(SHIPPED_RESULTS.read_text())
+    earlier["quick"] = True                               # as a --quick run's, so that E1 runs --quick
+    (tmp_path / "results.json").write_text(json.dumps(earlier))
+    assert main(["figures", "--quick", "--only", "e1", "--workers", "1", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["E1_quadratic"]["runs"] == 3 and earlier["E1_quadratic"]["runs"] == 100
+    assert ({k: v for k, v in results.items() if k not in ("E1_quadratic", "seconds", "versions")}
+            == {k: v for k, v in earlier.items() if k not in ("E1_quadratic", "seconds")})
+    assert results["seconds"]["e2,e3,e4,e5,e6"] == earlier["seconds"] and results["seconds"]["e1"] > 0
+    assert set(results["seconds"]) == {"e1", "e2,e3,e4,e5,e6"} and list(results["versions"]) == ["e1"]
+    assert results["versions"]["e1"]["numpy"] == np.__version__
+    assert set(results["versions"]["e1"]) == {"python", "numpy", "scipy", "autograd", "matplotlib", "metalstm_np"}
+
+
+def test_figures_only_with_readme_regenerates_it_from_every_experiments_results(capsys, tmp_path, stub_experiments):
+    """--only e2 --readme: the README's tables come from E2's new block and the others' kept ones;
+    a folder whose results.json lacks some other experiment is refused before the run."""
+    readme, out = tmp_path / "README.md", tmp_path / "out"
+    readme.write_text(MARKERS)
+    assert main(["figures", "--workers", "1", "--out", str(out)]) == 0
+    stub_experiments[0] = "second"
+    assert main(["figures", "--only", "e2", "--readme", str(readme), "--workers", "1", "--out", str(out)]) == 0
+    text = readme.read_text()
+    assert "E1_stub first" in text and "E2_stub second" in text and "E6_stub first" in text
+    assert "made these results in 2 runs: E1, E3, E4, E5, E6 in a run of " in text and "; E2 in a run of " in text
+    empty = tmp_path / "empty"
+    capsys.readouterr()
+    line = error_of(capsys, "figures", "--only", "e2", "--readme", str(readme), "--workers", "1", "--out", str(empty))
+    assert "holds no results of e1,e3,e4,e5,e6" in line and not (empty / "results.json").exists()
+    assert readme.read_text() == text
+
+
+@pytest.mark.parametrize("content, flags, message", [
+    ('{"quick": fal', [], "not a readable results file"),
+    ("[1, 2]", [], "holds a JSON list, not the object of a results file"),
+    ('{"quick": false, "notes": {}}', [], "its 'notes' entry is not one it writes"),
+    ('{"E1_stub": {}}', [], "its 'quick' entry is missing"),
+    ('{"quick": false, "E1_stub": {"eval_seed": 1000}}', ["--quick"], "holds full results and these are --quick"),
+    ('{"quick": true, "E1_stub": {"eval_seed": 1000}}', [], "holds --quick results and these are full"),
+    ('{"quick": false, "E1_stub": {"eval_seed": 1000}}', ["--eval-seed", "3000"],
+     "its E1_stub is on evaluation seed 1000 and these results on 3000"),
+])
+def test_figures_only_refuses_a_results_json_it_cannot_merge_into(capsys, tmp_path, stub_experiments, content,
+                                                                   flags, message):
+    path = tmp_path / "results.json"
+    path.write_text(content)
+    line = error_of(capsys, "figures", "--only", "e2", *flags, "--workers", "1", "--out", str(tmp_path))
+    assert message in line and str(path) in line
+    assert path.read_text() == content
+
+
+def test_figures_without_only_writes_a_new_results_json_over_any_file(capsys, tmp_path, stub_experiments):
+    (tmp_path / "results.json").write_text('{"quick": fal')
+    assert main(["figures", "--workers", "1", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert list(results["seconds"]) == list(results["versions"]) == ["e1,e2,e3,e4,e5,e6"]
+    assert results["quick"] is False and len(results) == 3 + 6
+
+
+def test_figures_reads_and_checks_the_rechecks_before_the_run(capsys, tmp_path, stub_experiments):
+    readme = tmp_path / "README.md"
+    readme.write_text(MARKERS)
+    line = error_of(capsys, "figures", "--recheck", str(tmp_path / "a.json"), "--out", str(tmp_path / "a"))
+    assert "only with --readme" in line and not (tmp_path / "a" / "results.json").exists()
+    (tmp_path / "bad.json").write_text("{")
+    (tmp_path / "quick.json").write_text('{"quick": true}')
+    for name, message in (("bad.json", "not a readable results file"), ("quick.json", "holds --quick results"),
+                          ("missing.json", "No such file")):
+        out = tmp_path / f"out_{name}"
+        line = error_of(capsys, "figures", "--readme", str(readme), "--recheck", str(tmp_path / name),
+                        "--workers", "1", "--out", str(out))
+        assert f"--recheck {tmp_path / name}" in line and message in line
+        assert not (out / "results.json").exists()                  # refused before the run
+    assert readme.read_text() == MARKERS
+
+
+@pytest.mark.parametrize("command, written, before", [
+    (["figures", "--workers", "1", "--out", "{tmp}"], "results.json", "old\n"),
+    (["figures", "--workers", "1", "--out", "{tmp}", "--readme", "{tmp}/README.md"], "README.md", MARKERS),
+    (["tune", "--settings", "quadratic", "--workers", "1", "--out", "{tmp}/tuned.json"], "tuned.json", "{}\n"),
+    (["fewshot", "evaluate", "--quick", "--workers", "1", "--out", "{tmp}"], "fewshot_results.json", "old\n"),
+])
+def test_an_interrupted_write_leaves_the_file_that_was_there_whole(capsys, tmp_path, monkeypatch, stub_experiments,
+                                                                    command, written, before):
+    """Ctrl-C while a command writes its output, just before the rename that would put the new
+    file in place: the file that was there is whole, and no temporary file is left behind."""
+    import os
+    from metalstm_np.experiments import e5_fewshot
+    monkeypatch.setattr("metalstm_np.cli.run_jobs", lambda pool, fn, jobs, progress=None: [(0.1, {0.1: 1.0})] * len(jobs))
+    monkeypatch.setattr(e5_fewshot, "run", lambda ctx, protocol, pool=None, progress=None: {"E5_fewshot": {"figure": None}})
+    monkeypatch.setattr(e5_fewshot, "table", lambda results: "")
+    (tmp_path / written).write_text(before)
+    replace = os.replace
+
+    def interrupted(src, dst):
+        if Path(dst).name == written:
+            raise KeyboardInterrupt
+        replace(src, dst)
+    monkeypatch.setattr(os, "replace", interrupted)
+    assert main([word.format(tmp=tmp_path) for word in command]) == 130
+    assert (tmp_path / written).read_text() == before
+    assert not list(tmp_path.glob("*.tmp"))

@@ -130,3 +130,39 @@ def test_the_readmes_findings_and_tables_are_the_generated_ones():
         blocks[name] = text.split(start, 1)[1].split(end, 1)[0]
     assert blocks["findings"] == "\n" + findings(results, recheck)
     assert blocks["results"] == "\n" + results_table(results)
+
+
+def test_merge_replaces_the_blocks_of_the_experiments_run_and_names_each_run_by_what_it_still_made():
+    """A run of E3 into results written before merges (one number of seconds, no versions): all of
+    E3's blocks are the new run's (one it no longer makes is gone), E1's and E5's stay, and the
+    earlier run is named by them; once E1 and E5 are run again too, it is gone."""
+    from metalstm_np.experiments import merge
+    earlier = {"quick": False, "seconds": 500.0, "E1_quadratic": {"a": 1}, "E3_mnist_40": {"a": 1},
+               "E3_old": {"a": 1}, "E5_fewshot": {"a": 1}}
+    new = {"quick": False, "E3_mnist_40": {"a": 2}, "E3_mnist_relu": {"a": 2}, "seconds": {"e3": 9.0},
+           "versions": {"e3": {"numpy": "2"}}}
+    once = merge(earlier, new, ["e3"])
+    assert once == {"quick": False, "E1_quadratic": {"a": 1}, "E5_fewshot": {"a": 1}, "E3_mnist_40": {"a": 2},
+                    "E3_mnist_relu": {"a": 2}, "seconds": {"e1,e5": 500.0, "e3": 9.0},
+                    "versions": {"e3": {"numpy": "2"}}}
+    twice = merge(once, {"quick": False, "E1_quadratic": {"a": 3}, "E5_fewshot": {"a": 3}, "seconds": {"e1,e5": 7.0},
+                         "versions": {"e1,e5": {"numpy": "3"}}}, ["e1", "e5"])
+    assert twice["seconds"] == {"e3": 9.0, "e1,e5": 7.0}
+    assert twice["versions"] == {"e3": {"numpy": "2"}, "e1,e5": {"numpy": "3"}}
+    assert twice["E1_quadratic"] == twice["E5_fewshot"] == {"a": 3} and twice["E3_mnist_40"] == {"a": 2}
+
+
+def test_a_figure_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    """Ctrl-C just before the rename that puts a new PNG in place: the one that was there is whole."""
+    from metalstm_np.experiments.common import save_figure
+    path = tmp_path / "e1_quadratic.png"
+    save_figure(path, [({"sgd": np.ones((2, 3))}, "first")])
+    before = path.read_bytes()
+    assert before[:8] == b"\x89PNG\r\n\x1a\n"
+
+    def interrupted(src, dst):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_figure(path, [({"sgd": 2 * np.ones((2, 3))}, "second")])
+    assert path.read_bytes() == before and os.listdir(tmp_path) == [path.name]

@@ -141,6 +141,16 @@ def test_bad_values_raise_naming_the_value(bad, value):
         Episodes(**bad)
 
 
+def test_more_shots_than_a_digit_has_images_is_refused_at_once():
+    """Test digit 6 has 958 images; four classes of it (rot90) can meet in a 5-way episode, each
+    with K + 15 images: K = 224 fits (956), K = 225 (960) is refused naming the numbers, before
+    an episode that needs them is drawn."""
+    Episodes(split="test", k_shot=224)
+    with pytest.raises(ValueError, match="k_shot 225 \\+ query 15 images for each of up to 4 classes of one "
+                                         "digit is more than the 958 images of the rarest digit of split 'test'"):
+        Episodes(split="test", k_shot=225)
+
+
 # ------------------------------------------------------------------------------------------ methods
 
 def test_nearest_neighbour():

@@ -37,3 +37,15 @@ def test_e6_cells_are_ordered_by_family_then_step():
     cells = {"b@100": cells.pop("b@100"), **cells}     # b first: the families keep their first order
     assert [(c["title"], c["step"]) for c in ordered_cells({"cells": cells})] == [
         ("b", 100), ("b", 200), ("b", 1000), ("a", 100), ("a", 200)]
+
+
+@pytest.mark.parametrize("seconds, sentence", [
+    (547.7, "`metalstm figures` made these results in 548 s."),        # a file written before merges
+    ({"e1,e2,e3,e4,e5,e6": 547.7}, "`metalstm figures` made these results in 548 s."),
+    ({"e1": 3.1, "e2,e3": 547.7},
+     "`metalstm figures` made these results in 2 runs: E1 in a run of 3 s; E2, E3 in a run of 548 s."),
+])
+def test_the_findings_say_how_long_each_run_took(seconds, sentence):
+    """results.json's seconds, one number (written before merges) or one per run; its versions ignored."""
+    from metalstm_np.experiments.findings import findings
+    assert findings({"quick": False, "seconds": seconds, "versions": {"e1": {"numpy": "2"}}}).strip() == sentence

@@ -75,6 +75,37 @@ def test_resume_refuses_another_config(tmp_path):
         meta_train(l2l(hidden=(5,)), Quadratic(3), Quadratic(3), TINY, tmp_path / "c.npz", resume=True)
 
 
+def test_resume_refuses_other_frozen_arrays_or_another_starting_phi(tmp_path):
+    """The checkpoint names the frozen keys and the φ the run started from: resuming with others
+    would not continue the same run, and is refused; with the same ones it continues."""
+    short, path = replace(TINY, trajectories=2), tmp_path / "c.npz"
+    start = tiny_l2l().init_phi(np.random.default_rng(11))
+    meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), short, path, phi=start, frozen=("b_out",))
+    with pytest.raises(ValueError, match=r"keeps \['b_out'\] frozen, not none"):
+        meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), TINY, path, resume=True)
+    other = tiny_l2l().init_phi(np.random.default_rng(12))
+    with pytest.raises(ValueError, match="started from another φ"):
+        meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), TINY, path, resume=True, phi=other, frozen=("b_out",))
+    meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), TINY, path, resume=True, phi=start, frozen=("b_out",))
+    meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), TINY, tmp_path / "straight.npz", phi=start,
+               frozen=("b_out",))
+    assert_same_checkpoint(tmp_path / "straight.npz", path)
+    np.testing.assert_array_equal(load_phi(path)[1]["b_out"], start["b_out"])
+
+
+def test_resume_writes_the_best_phi_again(tmp_path):
+    """A best.npz lost (or left newer than the checkpoint by an interrupt) is put back from the
+    checkpoint's best φ when the run resumes."""
+    short = replace(TINY, trajectories=4)
+    meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), short, tmp_path / "c.npz", best_path=tmp_path / "best.npz")
+    best = flatten(load_phi(tmp_path / "best.npz")[1])[0]
+    (tmp_path / "best.npz").unlink()
+    meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), short, tmp_path / "c.npz", resume=True,
+               best_path=tmp_path / "best.npz")
+    np.testing.assert_array_equal(flatten(load_phi(tmp_path / "best.npz")[1])[0], best)
+    np.testing.assert_array_equal(load_checkpoint(tmp_path / "c.npz")[2]["best"]["phi"], best)
+
+
 class PoisonedFamily:
     """Quadratics, except that the task of trajectory `bad` has a NaN loss."""
 

@@ -7,8 +7,9 @@ evaluation tasks. The learned optimizers use the φ shipped in metalstm_np/pretr
 """
 import json
 import math
+import platform
 from dataclasses import dataclass, field
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
@@ -18,11 +19,12 @@ from ..evaluation import EVAL_SEED, TUNE_SEED, run_on_tasks
 from ..learners import MLP, Quadratic, mnist_split
 from ..pool import BLAS_THREAD_VARS, process_pool, run_jobs  # noqa: F401  (re-exported)
 from ..optimizers import make_optimizer
-from ..serialization import load_phi
+from ..serialization import atomic_write, load_phi
 
 __all__ = ["EVAL_SEED", "TUNE_SEED", "BASELINES", "SETTINGS", "Setting", "Context", "Job", "run_job",
            "run_named", "evaluation_experiment", "curves_table", "plus_minus", "paired_cells", "process_pool", "pretrained_path",
-           "load_tuned", "number", "summarize", "plot_curves", "compare", "save_figure"]
+           "load_tuned", "number", "summarize", "plot_curves", "compare", "save_figure", "save_png",
+           "RUN_WIDE", "experiment_of", "blocks", "runs", "versions"]
 
 BASELINES = ("sgd", "nag", "rmsprop", "adam")
 EXPECTED = {"l2l_quadratic.npz": "l2l", "l2l_mnist.npz": "l2l", "l2l1_mnist.npz": "l2l",
@@ -101,6 +103,38 @@ def load_tuned(path=None):
                                  f"not a positive finite number")
         rates[key] = lr
     return TunedRates(rates, path)
+
+
+# results.json: the experiments' blocks, "quick" (true for --quick runs), and the run-wide entries,
+# each {run: value}, a run named by the experiments whose blocks in the file it made ("e2,e3")
+RUN_WIDE = ("seconds", "versions")     # wall-clock seconds of the run; `versions()` it ran with
+
+
+def experiment_of(key):
+    """The experiment whose block in results.json `key` is: every block's key starts with its
+    experiment's name, capitalized ("E3_mnist_40" is e3's)."""
+    return key.split("_", 1)[0].lower()
+
+
+def blocks(results):
+    """{key: block} of the experiments' blocks in results.json, without "quick" and RUN_WIDE."""
+    return {key: value for key, value in results.items() if key != "quick" and key not in RUN_WIDE}
+
+
+def runs(results, entry):
+    r"""results[entry], a RUN_WIDE entry, as {run: value}. A file written before runs were merged
+    holds one number of seconds for all its blocks, and no versions."""
+    value = results.get(entry)
+    if value is None or isinstance(value, dict):
+        return value or {}
+    return {",".join(sorted({experiment_of(key) for key in blocks(results)})): value}
+
+
+def versions():
+    """The versions of Python, of the packages that compute and draw the results, and of metalstm_np."""
+    from .. import __version__
+    return {"python": platform.python_version(), "metalstm_np": __version__,
+            **{name: metadata.version(name) for name in ("numpy", "scipy", "autograd", "matplotlib")}}
 
 
 class Job(NamedTuple):
@@ -353,5 +387,12 @@ def save_figure(path, panels):
     for ax, (curves, title) in zip(axes[0], panels):
         plot_curves(ax, curves, title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_png(fig, path, dpi=120)
+
+
+def save_png(fig, path, dpi):
+    """Save the matplotlib figure `fig` as a PNG at `path`, atomically (serialization.atomic_write),
+    and close it."""
+    import matplotlib.pyplot as plt
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
     plt.close(fig)

@@ -5,6 +5,7 @@ for 100 steps against SGD, NAG, RMSprop and Adam with tuned learning rates.
 """
 from pathlib import Path
 
+from ..serialization import atomic_write_text
 from .common import SETTINGS, compare, curves_table, evaluation_experiment, save_figure
 
 LEARNED = {"LSTM (l2l)": "l2l_quadratic.npz"}
@@ -21,8 +22,8 @@ def run(ctx):
     save_figure(ctx.out / "e1_quadratic.png", [(curves, f"{setting.title}: {results['runs']} functions")])
     if not ctx.quick:            # E1 beside the official code's quadratics and its untuned Adam (15 s)
         from . import official_quadratics     # here: `python -m` runs that module, which the package need not import
-        (ctx.out / "official_quadratics.txt").write_text(
-            official_quadratics.report(eval_seed=ctx.eval_seed, weights=Path(ctx.weights) / LEARNED["LSTM (l2l)"]) + "\n")
+        atomic_write_text(ctx.out / "official_quadratics.txt", official_quadratics.report(
+            eval_seed=ctx.eval_seed, weights=Path(ctx.weights) / LEARNED["LSTM (l2l)"]) + "\n")
     return {"E1_quadratic": results}
 
 

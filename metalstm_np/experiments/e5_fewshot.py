@@ -42,7 +42,7 @@ from ..evaluation import EVAL_SEED, TUNE_SEED, task_rng
 from ..learners import MLP, mlp_shapes, n_params
 from ..optimizers import adam, sgd
 from ..serialization import WeightsError, load_phi
-from .common import Job, run_named
+from .common import Job, run_named, save_png
 
 __all__ = ["KEY", "N_WAY", "SETTINGS", "METHODS", "LEARNED", "MNIST_WEIGHTS", "PRETRAIN_SEED",
            "Protocol", "FULL", "QUICK", "load_learned", "score_learned", "jobs",
@@ -325,8 +325,7 @@ def plot_gates(path, panels):
             ax.ticklabel_format(axis="y", useOffset=False)
             ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_png(fig, path, dpi=120)
 
 
 # -------------------------------------------------------------------------------------------- run

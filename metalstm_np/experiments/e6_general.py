@@ -21,7 +21,7 @@ from ..optimizers import make_optimizer
 from ..serialization import load_phi
 from ..tuning import quarter_decades
 from .common import (BASELINES, Setting, evaluation_experiment, number, paired_difference, plot_curves, plus_minus,
-                     summarize)
+                     save_png, summarize)
 
 KEY = "E6_general"
 RUNS = 20                    # evaluation tasks per cell
@@ -147,8 +147,7 @@ def _save(path, panels):
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_png(fig, path, dpi=100)
 
 
 def ordered_cells(block):

@@ -6,7 +6,7 @@ S`, `metalstm fewshot evaluate --eval-seed S`), or is None. A claim that a learn
 differences on the same tasks show (`verdict`): at least two standard errors below zero (ahead) or
 above it (behind) on both seeds, on the first only, reversed on the second, or within noise.
 """
-from .common import number, plus_minus
+from .common import blocks, number, plus_minus, runs
 from .e5_fewshot import METHODS
 
 __all__ = ["verdict", "findings"]
@@ -201,12 +201,16 @@ def findings(results, recheck=None):
     r"""The findings (Markdown paragraphs) from results.json; see the module docstring."""
     paragraphs = (_loss_paragraphs(results, recheck) + _fewshot_paragraph(results, recheck)
                   + _general_paragraph(results, recheck))
-    seeds = sorted({_get(recheck, key, "eval_seed") for key in results
+    seeds = sorted({_get(recheck, key, "eval_seed") for key in blocks(results)
                     if isinstance(_get(recheck, key), dict) and _get(recheck, key, "eval_seed") is not None})
     if seeds:
         paragraphs.append(f"The claims were re-checked on evaluation tasks or episodes drawn with another seed "
                           f"({', '.join(map(str, seeds))}: `metalstm figures --eval-seed`, `metalstm fewshot "
                           f"evaluate --eval-seed`); a lead that holds on one seed only is not a result.")
-    if results.get("seconds") is not None:
-        paragraphs.append(f"`metalstm figures` made these results in {results['seconds']:.0f} s.")
+    seconds = runs(results, "seconds")
+    if len(seconds) == 1:
+        paragraphs.append(f"`metalstm figures` made these results in {next(iter(seconds.values())):.0f} s.")
+    elif seconds:
+        paragraphs.append(f"`metalstm figures` made these results in {len(seconds)} runs: " + "; ".join(
+            f"{run.upper().replace(',', ', ')} in a run of {s:.0f} s" for run, s in seconds.items()) + ".")
     return "\n\n".join(paragraphs) + "\n"
