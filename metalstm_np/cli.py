@@ -35,7 +35,7 @@ from .learners import ACTIVATIONS, MLP, PlusSquare, Quadratic, RandomlyScaled
 from .meta_lstm import init_phi_with_step
 from .meta_train import (VALIDATE_ON, WEIGHTS, Diverged, TrainConfig, check_resume, load_checkpoint,
                          meta_train)
-from .pool import PoolError, executor, print_stacks_on_sigusr1, run_jobs
+from .pool import PoolError, check_scheduler_address, executor, print_stacks_on_sigusr1, run_jobs
 from .rnnprop import INPUTS as RNNPROP_INPUTS
 from .optimizers import make_optimizer, optimizer_names
 from .serialization import WeightsError, atomic_write_text, load_phi, save_phi
@@ -706,8 +706,6 @@ def _pool(args, default):
     if args.scheduler is not None and args.workers is not None:
         raise UsageError(f"--workers {args.workers} sizes the local pool; with --scheduler {args.scheduler} "
                          f"the cluster's workers run the jobs: drop --workers")
-    if args.scheduler == "":
-        raise UsageError("--scheduler '': expected the address of a Dask scheduler, e.g. tcp://host:8786")
     return executor(default if args.workers is None else args.workers, args.scheduler)
 
 
@@ -930,6 +928,8 @@ def _main(argv):
         for name in PATH_FLAGS:
             if getattr(args, name, None) == "":
                 raise UsageError(f"--{name.replace('_', '-')} '': expected a path")
+        if getattr(args, "scheduler", None) is not None:     # a typo said before any work is done
+            check_scheduler_address(args.scheduler)
         args.run(args)
     except (UsageError, WeightsError, IDXError, PoolError, ValueError, FileNotFoundError) as e:
         print(f"metalstm: error: {e}", file=sys.stderr)

@@ -23,6 +23,7 @@ import multiprocessing
 import multiprocessing.connection
 import multiprocessing.context
 import os
+import re
 import signal
 import sys
 import threading
@@ -30,13 +31,17 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 
-__all__ = ["BLAS_THREAD_VARS", "CONNECT_TIMEOUT", "PoolError", "WorkerLost", "executor",
-           "print_stacks_on_sigusr1", "process_pool", "run_jobs"]
+__all__ = ["BLAS_THREAD_VARS", "CONNECT_TIMEOUT", "PoolError", "SCHEDULER_PROTOCOLS", "WorkerLost",
+           "check_scheduler_address", "executor", "print_stacks_on_sigusr1", "process_pool", "run_jobs"]
 
 BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 CONNECT_TIMEOUT = 10.0     # seconds to reach a Dask scheduler before giving up
+SCHEDULER_PROTOCOLS = ("tcp", "tls", "ws", "wss", "ucx")     # Dask's network protocols
+
+_ADDRESS = re.compile(r"(?:(?P<protocol>[A-Za-z0-9+.-]+)://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+)"
+                      r":(?P<port>[0-9]+)")
 
 
 class PoolError(RuntimeError):
@@ -182,16 +187,34 @@ def run_jobs(pool, fn, jobs, progress=None):
                          f"({e})") from None
 
 
+def check_scheduler_address(scheduler):
+    """Refuse, naming it, a `scheduler` that is not a Dask scheduler's address, protocol://host:port
+    (one of SCHEDULER_PROTOCOLS; host:port alone means tcp) with a port from 1 to 65535: a typo is
+    said at once, not after CONNECT_TIMEOUT seconds as a scheduler that did not answer."""
+    example = "expected protocol://host:port, e.g. tcp://10.0.0.1:8786"
+    match = _ADDRESS.fullmatch(scheduler) if isinstance(scheduler, str) else None
+    if match is None:
+        raise PoolError(f"--scheduler {scheduler!r}: not the address of a Dask scheduler ({example})")
+    protocol, port = match["protocol"], int(match["port"])
+    if protocol is not None and protocol not in SCHEDULER_PROTOCOLS:
+        raise PoolError(f"--scheduler {scheduler}: unknown protocol {protocol!r} (not one of "
+                        f"{', '.join(SCHEDULER_PROTOCOLS)}; {example})")
+    if not 1 <= port <= 65535:
+        raise PoolError(f"--scheduler {scheduler}: port {port} is not from 1 to 65535 ({example})")
+
+
 @contextlib.contextmanager
 def executor(workers=1, scheduler=None):
     """The pool a command runs its jobs in: `process_pool(workers)`, or with `scheduler` (the
     address of a running Dask distributed scheduler, e.g. tcp://10.0.0.1:8786) the executor of that
-    cluster, whose workers the scheduler has (`workers` does not apply). An unreachable scheduler is
-    a PoolError after CONNECT_TIMEOUT seconds, and so is a missing `distributed` package."""
+    cluster, whose workers the scheduler has (`workers` does not apply). A malformed address is a
+    PoolError at once (`check_scheduler_address`), an unreachable scheduler one after CONNECT_TIMEOUT
+    seconds, and so is a missing `distributed` package."""
     if scheduler is None:
         with process_pool(workers) as pool:
             yield pool
         return
+    check_scheduler_address(scheduler)
     try:
         import distributed
     except ImportError:

@@ -145,3 +145,31 @@ def test_workers_and_scheduler_together_are_refused(argv, tmp_path, capsys):
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "metalstm: error: --workers 2 sizes the local pool; with --scheduler tcp://127.0.0.1:9 the cluster's "
         "workers run the jobs: drop --workers")
+
+
+@pytest.mark.parametrize("address, says", [
+    ("", "'': not the address of a Dask scheduler"),
+    ("notanaddress", "'notanaddress': not the address of a Dask scheduler"),
+    ("tcp://", "'tcp://': not the address of a Dask scheduler"),
+    ("tcp://127.0.0.1:abc", "'tcp://127.0.0.1:abc': not the address of a Dask scheduler"),
+    ("http://127.0.0.1:8786", "http://127.0.0.1:8786: unknown protocol 'http' (not one of tcp, tls, ws, "
+                              "wss, ucx;"),
+    ("127.0.0.1:99999", "127.0.0.1:99999: port 99999 is not from 1 to 65535"),
+])
+def test_a_malformed_scheduler_address_is_refused_at_once_naming_it(address, says, tmp_path, capsys):
+    import time
+    start = time.monotonic()
+    assert main([*TRAIN, "--scheduler", address, "--out", str(tmp_path / "o")]) == 2
+    assert time.monotonic() - start < 5                          # not CONNECT_TIMEOUT, no Dask needed
+    err = capsys.readouterr().err.strip().splitlines()
+    opening = " " if says.endswith(";") else " ("
+    assert err == [f"metalstm: error: --scheduler {says}{opening}expected protocol://host:port, "
+                   f"e.g. tcp://10.0.0.1:8786)"]
+    assert not (tmp_path / "o").exists()                         # refused before the run began
+
+
+@pytest.mark.parametrize("address", ["tcp://10.0.0.1:8786", "10.0.0.1:8786", "tls://scheduler.example:8786",
+                                     "tcp://[::1]:8786", "ws://host-1.example:1"])
+def test_well_formed_scheduler_addresses_pass_the_check(address):
+    from metalstm_np.pool import check_scheduler_address
+    check_scheduler_address(address)
