@@ -26,7 +26,11 @@ google/learned_optimization calls our φ `theta`; here θ is always the learner'
 Data flows one way: data, learners -> optimizers, l2l, meta_lstm -> unroll -> meta_train ->
 experiments -> cli.
 """
-from .l2l import l2l
+from . import blas
+
+blas.pin()     # before NumPy is loaded: the same BLAS kernels, on one thread, on every machine (blas.py)
+
+from .l2l import l2l  # noqa: E402  (after the pin)
 from .learners import MLP, Quadratic, Task
 from .meta_lstm import cell_state_update, gradient_descent_lstm, meta_lstm
 from .optimizers import HAND_DESIGNED, Optimizer, adam, momentum, nag, rmsprop, sgd

@@ -495,7 +495,7 @@ def test_figures_only_replaces_its_experiments_results_and_keeps_the_others(caps
     assert results["seconds"]["e1"] > 0
     assert set(results["versions"]) == {run for run in results["seconds"] if run in earlier.get("versions", {})} | {"e1"}
     assert results["versions"]["e1"]["numpy"] == np.__version__
-    assert set(results["versions"]["e1"]) == {"python", "numpy", "scipy", "autograd", "matplotlib", "metalstm_np"}
+    assert set(results["versions"]["e1"]) == {"python", "numpy", "scipy", "autograd", "matplotlib", "metalstm_np", "blas"}
 
 
 def test_figures_only_with_readme_regenerates_it_from_every_experiments_results(capsys, tmp_path, stub_experiments):

@@ -7,6 +7,7 @@ evaluation tasks. The learned optimizers use the φ shipped in metalstm_np/pretr
 """
 import json
 import math
+import os
 import platform
 from dataclasses import dataclass, field
 from importlib import metadata, resources
@@ -131,10 +132,12 @@ def runs(results, entry):
 
 
 def versions():
-    """The versions of Python, of the packages that compute and draw the results, and of metalstm_np."""
+    """The versions of Python, of the packages that compute and draw the results, and of metalstm_np,
+    and the BLAS kernels and threads the worker processes ran with (blas.py; "-" for unset)."""
     from .. import __version__
     return {"python": platform.python_version(), "metalstm_np": __version__,
-            **{name: metadata.version(name) for name in ("numpy", "scipy", "autograd", "matplotlib")}}
+            **{name: metadata.version(name) for name in ("numpy", "scipy", "autograd", "matplotlib")},
+            "blas": {v: os.environ.get(v, "-") for v in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS")}}
 
 
 class Job(NamedTuple):
