@@ -15,14 +15,41 @@ seconds of the pair. Run it with none of OPENBLAS_NUM_THREADS, OMP_NUM_THREADS, 
 
     PYTHONPATH=. python benchmarks/bench_pool.py            # ~1 minute
 """
-import argparse
-import json
 import os
-import sys
-import time
-from concurrent.futures import ProcessPoolExecutor
 
-from metalstm_np.experiments.common import BLAS_THREAD_VARS, SETTINGS, pretrained_path, process_pool
+# Before NumPy loads (`import metalstm_np` would pin one thread, blas.py): this process keeps
+# OpenBLAS's default of one thread per core, so that the forked workers of (a) do too.
+THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+PRESET = [v for v in THREAD_VARS if v in os.environ]
+if not PRESET:
+    os.environ["OPENBLAS_NUM_THREADS"] = str(len(os.sched_getaffinity(0)))
+
+import argparse  # noqa: E402  (the imports below come after the thread setting on purpose)
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor  # noqa: E402
+
+from metalstm_np.experiments.common import SETTINGS, pretrained_path, process_pool  # noqa: E402
+
+
+@contextlib.contextmanager
+def pinned_pool(workers):
+    """process_pool(workers) with one BLAS thread per worker, as after `import metalstm_np` in a
+    process whose caller set no thread variable."""
+    saved = {v: os.environ.get(v) for v in THREAD_VARS}
+    if not PRESET:
+        os.environ.update({v: "1" for v in THREAD_VARS})
+    try:
+        with process_pool(workers) as pool:
+            yield pool
+    finally:
+        for v, value in saved.items():
+            if value is None:
+                os.environ.pop(v, None)
+            else:
+                os.environ[v] = value
 
 
 def job(seed):
@@ -50,11 +77,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1, got {args.repeats}")
-    preset = [v for v in BLAS_THREAD_VARS if v in os.environ]
+    preset = PRESET
     print(f"bench_pool: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start; "
           + (f"{', '.join(f'{v}={os.environ[v]}' for v in preset)} set by the caller: (a) and (b) use "
              "the same threads" if preset else "no BLAS thread variable set"))
-    cases = [("(a) fork", lambda: ProcessPoolExecutor(2)), ("(b) pinned", lambda: process_pool(2))]
+    cases = [("(a) fork", lambda: ProcessPoolExecutor(2)), ("(b) pinned", lambda: pinned_pool(2))]
     rows = {name: [] for name, _ in cases}
     for _ in range(args.repeats):
         for name, make_pool in cases:

@@ -1,29 +1,40 @@
-r"""The same numbers on every machine: which BLAS kernels run, and on how many threads.
+r"""The same numbers on every x86-64 machine with AVX2: which kernels run, on how many threads.
 
 NumPy's OpenBLAS picks its matrix-product kernels for the CPU it finds when it is loaded
-(DYNAMIC_ARCH), and the kernels for different CPUs, or for one thread and two, add the products'
-terms in different orders. The last bit of a product then differs, and a chaotic run turns that
-into whole percents: the 2 × 20 sigmoid MLP under RMSprop at lr 0.1 for 100 steps (E6's tasks of
-seed 1000) ends at a mean loss of 1.0408 with the Haswell kernels on one thread, 1.0117 with the
-SkylakeX ones, 0.9924 with the Sandybridge ones, 0.9713 with SkylakeX's on two threads — on the
-same tasks, with the same code.
+(DYNAMIC_ARCH), and NumPy picks the widest SIMD code for its own loops (exp, log, tanh: AVX-512
+where the CPU has it, else AVX2). Kernels for different CPUs, or one BLAS thread and two, add a
+product's terms in different orders, and the AVX-512 and AVX2 loops can differ in the last bit;
+a chaotic run turns that bit into whole percents. benchmarks/bench_blas.py runs one such run
+(E6's 2 × 20 sigmoid MLP under RMSprop at lr 0.1, 100 steps, 20 tasks) under each choice, on the
+same tasks with the same code, and prints its mean loss for each (bench_blas.out.txt).
 
-So `import metalstm_np` sets, before NumPy is loaded and unless they are set already,
-OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and MKL_NUM_THREADS to 1 (the products here are small: one
-thread is also the fastest, benchmarks/bench_pool.py) and, on an x86-64 CPU with AVX2 and FMA,
-OPENBLAS_CORETYPE to Haswell, the kernels every such CPU can run. Both take effect only where
-NumPy is imported after metalstm_np (the `metalstm` command, and the worker processes every pool
-starts); a program that imported NumPy first keeps the BLAS it loaded, and its own results may
-differ from the shipped ones in the last digits. Set a variable yourself to choose otherwise.
+So `import metalstm_np` sets, before NumPy is loaded and unless they are set already:
+OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and MKL_NUM_THREADS to 1 (the products here are small, and
+one thread per process is also the fastest: benchmarks/bench_pool.py); and on a Linux x86-64 CPU
+with AVX2 and FMA, OPENBLAS_CORETYPE to Haswell (OpenBLAS's AVX2 kernels) and, for NumPy ≥ 2.4,
+NPY_DISABLE_CPU_FEATURES to NumPy's AVX-512 levels (NUMPY_AVX512), so that NumPy's loops run their
+AVX2 code. They take effect where NumPy is imported after metalstm_np — the `metalstm` command,
+`python -m metalstm_np...`, the tests (conftest.py), and the worker processes of the local pool,
+which inherit them — but not in a program that imported NumPy first (its own NumPy keeps what it
+loaded), nor on Dask workers, which load NumPy before any job arrives (start them with these
+variables set: README, "Scaling up").
+
+Left to the machine: the C library's exp (scipy's expit calls it), and BLAS other than OpenBLAS
+(MKL, Accelerate), which ignore OPENBLAS_CORETYPE. in_use() reports what actually runs, and
+results.json records it.
 """
+import ctypes
 import os
 import platform
+from importlib import metadata
 
-__all__ = ["THREAD_VARS", "CORETYPE", "cpu_flags", "pinned_environment", "pin"]
+__all__ = ["THREAD_VARS", "CORETYPE", "NUMPY_AVX512", "cpu_flags", "numpy_version", "pinned_environment", "pin",
+           "in_use"]
 
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 CORETYPE = "Haswell"                 # OpenBLAS's AVX2 + FMA kernels
-_NEEDS = {"avx2", "fma"}             # what CORETYPE's kernels need of the CPU
+NUMPY_AVX512 = "X86_V4 AVX512_ICL AVX512_SPR"      # NumPy ≥ 2.4's AVX-512 dispatch levels, disabled
+_NEEDS = {"avx2", "fma"}             # what CORETYPE's kernels (and NumPy's AVX2 loops) need of the CPU
 
 
 def cpu_flags(path="/proc/cpuinfo"):
@@ -39,20 +50,64 @@ def cpu_flags(path="/proc/cpuinfo"):
     return set()
 
 
-def pinned_environment(environ, machine, flags):
+def numpy_version():
+    """(major, minor) of the installed NumPy, read without importing it; (0, 0) if unknown."""
+    try:
+        return tuple(int(part) for part in metadata.version("numpy").split(".")[:2])
+    except (metadata.PackageNotFoundError, ValueError):
+        return (0, 0)
+
+
+def pinned_environment(environ, machine, flags, numpy=(2, 4)):
     """{variable: value} that pin() adds to `environ`: the thread counts, unless any of them is
-    set, and OPENBLAS_CORETYPE on an x86-64 `machine` whose `flags` include AVX2 and FMA, unless it
-    is set."""
+    set; on an x86-64 `machine` whose `flags` include AVX2 and FMA, OPENBLAS_CORETYPE, and for
+    `numpy` (major, minor) ≥ (2, 4) NPY_DISABLE_CPU_FEATURES, each unless it is set."""
     out = {}
     if not any(v in environ for v in THREAD_VARS):
         out.update({v: "1" for v in THREAD_VARS})
-    if "OPENBLAS_CORETYPE" not in environ and machine.lower() in ("x86_64", "amd64") and _NEEDS <= flags:
-        out["OPENBLAS_CORETYPE"] = CORETYPE
+    if machine == "x86_64" and _NEEDS <= flags:
+        if "OPENBLAS_CORETYPE" not in environ:
+            out["OPENBLAS_CORETYPE"] = CORETYPE
+        if "NPY_DISABLE_CPU_FEATURES" not in environ and numpy >= (2, 4):
+            out["NPY_DISABLE_CPU_FEATURES"] = NUMPY_AVX512
     return out
 
 
 def pin(environ=os.environ):
-    """Add pinned_environment() for this machine to `environ`; returns what it added."""
-    added = pinned_environment(environ, platform.machine(), cpu_flags())
+    """Add pinned_environment() for this machine and NumPy to `environ`; returns what it added."""
+    added = pinned_environment(environ, platform.machine(), cpu_flags(), numpy_version())
     environ.update(added)
     return added
+
+
+def _openblas():
+    """(core name, threads) of the OpenBLAS this process's NumPy loaded, or (None, None)."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
+            paths = dict.fromkeys(line.split()[-1] for line in f if "openblas" in line.split()[-1].lower())
+    except OSError:
+        return None, None
+    for path in sorted(paths, key=lambda p: "numpy" not in p):     # NumPy's (not SciPy's) first
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix, suffix in (("scipy_openblas_", "64_"), ("scipy_openblas_", ""), ("openblas_", "")):
+            core, threads = (getattr(lib, f"{prefix}get_{what}{suffix}", None) for what in ("corename", "num_threads"))
+            if core is not None and threads is not None:
+                core.restype = ctypes.c_char_p
+                return core().decode(), int(threads())
+    return None, None
+
+
+def in_use():
+    """What this process runs: {"openblas_core", "openblas_threads", "numpy_simd"} (the widest of
+    NumPy's dispatch levels enabled here, e.g. "X86_V3" for AVX2); None for what cannot be read
+    (another BLAS, another OS, another NumPy). Loads NumPy if it is not loaded yet."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+        enabled = [level for level in __cpu_dispatch__ if __cpu_features__.get(level)]
+    except ImportError:
+        enabled = []
+    core, threads = _openblas()
+    return {"openblas_core": core, "openblas_threads": threads, "numpy_simd": enabled[-1] if enabled else None}

@@ -31,10 +31,12 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 
+from . import blas
+
 __all__ = ["BLAS_THREAD_VARS", "CONNECT_TIMEOUT", "PoolError", "SCHEDULER_PROTOCOLS", "WorkerLost",
            "check_scheduler_address", "executor", "print_stacks_on_sigusr1", "process_pool", "run_jobs"]
 
-BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+BLAS_THREAD_VARS = blas.THREAD_VARS
 
 
 CONNECT_TIMEOUT = 10.0     # seconds to reach a Dask scheduler before giving up
@@ -132,28 +134,21 @@ def process_pool(workers):
 
     The matrix products here are small ((n, 40) @ (40, 20) at most), and two processes on two cores,
     each with a second BLAS thread, ran about three times slower than with one thread each
-    (benchmarks/bench_pool.py). BLAS fixes its thread count when it is loaded, and a forked child
-    keeps its parent's, so the workers are started fresh ("spawn") with OPENBLAS_NUM_THREADS,
-    OMP_NUM_THREADS and MKL_NUM_THREADS = 1 in their environment — unless the caller set any of
-    these, which is then left alone. The variables are restored when the pool closes. If the block
-    ends with an exception (Ctrl-C, a lost worker), the workers are terminated at once rather than
-    left to finish the queued jobs.
+    (benchmarks/bench_pool.py). BLAS fixes its thread count and kernels when it is loaded, and a
+    forked child keeps its parent's, so the workers are started fresh ("spawn"), with the
+    environment blas.pin() set up at `import metalstm_np` (one BLAS thread, OpenBLAS's Haswell
+    kernels where the CPU has AVX2), topped up here should the caller have removed any of it; a
+    variable the caller set is left alone. If the block ends with an exception (Ctrl-C, a lost
+    worker), the workers are terminated at once rather than left to finish the queued jobs.
     """
-    pin = not any(v in os.environ for v in BLAS_THREAD_VARS)
-    if pin:
-        os.environ.update({v: "1" for v in BLAS_THREAD_VARS})
+    blas.pin()
+    pool = ProcessPoolExecutor(workers, mp_context=_SpawnContext(), initializer=_worker_init)
     try:
-        pool = ProcessPoolExecutor(workers, mp_context=_SpawnContext(), initializer=_worker_init)
-        try:
-            yield pool
-        except BaseException:
-            _stop_workers(pool)
-            raise
-        pool.shutdown(wait=True)
-    finally:
-        if pin:
-            for v in BLAS_THREAD_VARS:
-                os.environ.pop(v, None)
+        yield pool
+    except BaseException:
+        _stop_workers(pool)
+        raise
+    pool.shutdown(wait=True)
 
 
 def run_jobs(pool, fn, jobs, progress=None):

@@ -8,6 +8,7 @@ failing gradient check fails again on the next run with the same directions.
 import functools
 import math
 
+import metalstm_np  # noqa: F401  (first: it pins BLAS before NumPy loads, as in the `metalstm` command)
 import autograd.numpy as anp
 import numpy as np
 import pytest

@@ -96,17 +96,26 @@ def test_paired_difference_is_per_task():
     assert np.isnan(paired_difference(a, np.array([[0, np.inf]] * 3), 1)["mean"])
 
 
-def test_process_pool_runs_blas_on_one_thread_and_restores_the_environment(monkeypatch):
+def test_process_pool_workers_run_blas_pinned_and_a_callers_choice_is_left_alone(monkeypatch):
+    from metalstm_np import blas
     from metalstm_np.experiments.common import BLAS_THREAD_VARS, process_pool
-    for v in BLAS_THREAD_VARS:
-        monkeypatch.delenv(v, raising=False)
+    pinned = {v: os.environ.get(v) for v in (*BLAS_THREAD_VARS, "OPENBLAS_CORETYPE")}
+    assert [pinned[v] for v in BLAS_THREAD_VARS] == ["1", "1", "1"]          # by `import metalstm_np`
     with process_pool(2) as pool:
+        assert {v: pool.submit(os.getenv, v).result() for v in pinned} == pinned
+        core = pool.submit(blas.in_use).result()["openblas_core"]
+        assert core in (None, pinned["OPENBLAS_CORETYPE"] or core)
+    for v in BLAS_THREAD_VARS:                                             # removed: topped up again
+        monkeypatch.delenv(v, raising=False)
+    with process_pool(1) as pool:
         assert [pool.submit(os.getenv, v).result() for v in BLAS_THREAD_VARS] == ["1", "1", "1"]
-    assert not any(v in os.environ for v in BLAS_THREAD_VARS)
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.delenv("MKL_NUM_THREADS")
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")               # the caller's choice is left alone
     with process_pool(1) as pool:
         assert pool.submit(os.getenv, "OPENBLAS_NUM_THREADS").result() == "2"
         assert pool.submit(os.getenv, "OMP_NUM_THREADS").result() is None
+        assert pool.submit(blas.in_use).result()["openblas_threads"] in (None, 2)
     assert os.environ["OPENBLAS_NUM_THREADS"] == "2"
 
 

@@ -7,7 +7,6 @@ evaluation tasks. The learned optimizers use the φ shipped in metalstm_np/pretr
 """
 import json
 import math
-import os
 import platform
 from dataclasses import dataclass, field
 from importlib import metadata, resources
@@ -16,6 +15,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy
 
+from .. import blas
 from ..evaluation import EVAL_SEED, TUNE_SEED, run_on_tasks
 from ..learners import MLP, Quadratic, mnist_split
 from ..pool import BLAS_THREAD_VARS, process_pool, run_jobs  # noqa: F401  (re-exported)
@@ -133,11 +133,12 @@ def runs(results, entry):
 
 def versions():
     """The versions of Python, of the packages that compute and draw the results, and of metalstm_np,
-    and the BLAS kernels and threads the worker processes ran with (blas.py; "-" for unset)."""
+    and what this process's NumPy runs on (blas.in_use(): OpenBLAS's kernels and threads, NumPy's
+    SIMD level), which a local pool's workers share: they inherit its environment."""
     from .. import __version__
     return {"python": platform.python_version(), "metalstm_np": __version__,
             **{name: metadata.version(name) for name in ("numpy", "scipy", "autograd", "matplotlib")},
-            "blas": {v: os.environ.get(v, "-") for v in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS")}}
+            "blas": blas.in_use()}
 
 
 class Job(NamedTuple):

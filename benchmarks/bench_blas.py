@@ -1,0 +1,65 @@
+r"""One chaotic run under each OpenBLAS kernel, thread count and NumPy SIMD level: why metalstm_np pins them (blas.py).
+
+The run is one cell of E6's table: the 2 × 20 sigmoid MLP trained by RMSprop at its tuned learning
+rate (0.1) for 100 steps, on the 20 evaluation tasks of seed 1000. Each line of the output runs it
+in a fresh process with OPENBLAS_CORETYPE, OPENBLAS_NUM_THREADS and NPY_DISABLE_CPU_FEATURES set
+before NumPy loads (NumPy's AVX-512 loops on or off; the kernel OpenBLAS and the SIMD level NumPy
+then report: a CPU that lacks a kernel's instructions gets another one) and prints the mean loss
+at step 100, in full. Same tasks, same code: only the order in which the BLAS adds a product's
+terms, or the last bit of NumPy's exp and log, differs, and 100 steps of a chaotic run magnify it.
+
+    python benchmarks/bench_blas.py            # ~3 minutes; its last output is bench_blas.out.txt
+"""
+import json
+import subprocess
+import sys
+
+from metalstm_np.blas import CORETYPE, NUMPY_AVX512, cpu_flags
+
+CORES = ("Haswell", "SkylakeX", "SapphireRapids", "Zen", "Sandybridge", "Prescott")
+
+RUN = """
+import json, sys
+import metalstm_np
+from metalstm_np import blas
+from metalstm_np.experiments import common, e6_general as e6
+from metalstm_np.optimizers import make_optimizer
+key = e6.tuned_key("mnist_2layers", 100)
+setting = e6.TUNED_SETTINGS[key]
+lr = common.load_tuned()[key]["rmsprop"]
+phi = {**make_optimizer("rmsprop").init_phi(), "lr": lr}
+out = common._evaluation(setting.family, "rmsprop", {}, phi, setting.steps, setting.runs, 1000)
+print(json.dumps({"lr": lr, "loss": float(out["losses"][:, 100].mean()), **blas.in_use()}))
+"""
+
+
+def run(core, threads, avx512):
+    environment = {"OPENBLAS_CORETYPE": core, "OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": "1",
+                   "MKL_NUM_THREADS": "1", "PATH": "/usr/bin:/bin",
+                   "NPY_DISABLE_CPU_FEATURES": "" if avx512 else NUMPY_AVX512}
+    out = subprocess.run([sys.executable, "-c", RUN], env=environment, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)
+
+
+def main():
+    import platform
+    from importlib import metadata
+    print(f"bench_blas: numpy {metadata.version('numpy')}, {platform.machine()}, CPU flags with "
+          f"{'AVX-512' if 'avx512f' in cpu_flags() else 'no AVX-512'}; E6, 2 × 20 sigmoid, RMSprop, 20 tasks of "
+          f"seed 1000, mean loss at step 100")
+    print(f"{'OPENBLAS_CORETYPE':<18} {'threads':>7} {'NumPy AVX-512':>13}  {'kernel run':<14} {'NumPy level':<12} "
+          f"{'mean loss at step 100':>22}")
+    seen = set()
+    for core in CORES:
+        for threads in (1, 2):
+            for avx512 in (True, False):
+                got = run(core, threads, avx512)
+                seen.add(got["loss"])
+                pinned = "   <- pinned (blas.py)" if (core, threads, avx512) == (CORETYPE, 1, False) else ""
+                print(f"{core:<18} {threads:>7} {'on' if avx512 else 'off':>13}  {str(got['openblas_core']):<14} "
+                      f"{str(got['numpy_simd']):<12} {got['loss']:>22.16f}{pinned}")
+    print(f"{len(seen)} different results from the same tasks and code")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
