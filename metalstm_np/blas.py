@@ -1,4 +1,4 @@
-r"""The same numbers on every x86-64 machine with AVX2: which kernels run, on how many threads.
+r"""The same numbers on every Linux x86-64 machine with AVX2: which kernels run, on how many threads.
 
 NumPy's OpenBLAS picks its matrix-product kernels for the CPU it finds when it is loaded
 (DYNAMIC_ARCH), and NumPy picks the widest SIMD code for its own loops (exp, log, tanh: AVX-512
@@ -74,8 +74,13 @@ def pinned_environment(environ, machine, flags, numpy=(2, 4)):
 
 
 def pin(environ=os.environ):
-    """Add pinned_environment() for this machine and NumPy to `environ`; returns what it added."""
-    added = pinned_environment(environ, platform.machine(), cpu_flags(), numpy_version())
+    """Add pinned_environment() for this machine and NumPy to `environ`; returns what it added.
+    An OPENBLAS_CORETYPE of ours inherited by a machine whose CPU lacks AVX2 or FMA (a job sent on
+    with its environment) is removed first: OpenBLAS picks its own kernels there."""
+    flags = cpu_flags()
+    if environ.get("OPENBLAS_CORETYPE") == CORETYPE and flags and not _NEEDS <= flags:
+        del environ["OPENBLAS_CORETYPE"]
+    added = pinned_environment(environ, platform.machine(), flags, numpy_version())
     environ.update(added)
     return added
 

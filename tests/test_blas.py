@@ -90,3 +90,13 @@ def test_a_program_that_loaded_numpy_first_keeps_its_blas_and_in_use_reports_wha
         pytest.skip("NumPy's BLAS here is not an OpenBLAS whose kernels can be read")
     assert variable == "1"                                   # set for the worker processes, too late here
     assert got["openblas_threads"] == min(len(os.sched_getaffinity(0)), 64)     # OpenBLAS's own default
+
+
+def test_an_inherited_coretype_of_ours_is_dropped_on_a_cpu_without_avx2(monkeypatch):
+    monkeypatch.setattr(blas, "cpu_flags", lambda: {"sse2", "avx"})
+    environ = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_NUM_THREADS": "1"}
+    blas.pin(environ)
+    assert environ == {"OPENBLAS_NUM_THREADS": "1"}
+    environ = {"OPENBLAS_CORETYPE": "Sandybridge", "OPENBLAS_NUM_THREADS": "1"}     # the caller's own: kept
+    blas.pin(environ)
+    assert environ == {"OPENBLAS_CORETYPE": "Sandybridge", "OPENBLAS_NUM_THREADS": "1"}
