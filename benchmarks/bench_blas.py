@@ -23,17 +23,12 @@ from metalstm_np.blas import CORETYPE, NUMPY_AVX512, cpu_flags
 CORES = ("Haswell", "SkylakeX", "SapphireRapids", "Zen", "Sandybridge", "Prescott")
 
 RUN = """
-import json, sys
+import json
 import metalstm_np
 from metalstm_np import blas
-from metalstm_np.experiments import common, e6_general as e6
-from metalstm_np.optimizers import make_optimizer
-key = e6.tuned_key("mnist_2layers", 100)
-setting = e6.TUNED_SETTINGS[key]
-lr = common.load_tuned()[key]["rmsprop"]
-phi = {**make_optimizer("rmsprop").init_phi(), "lr": lr}
-out = common._evaluation(setting.family, "rmsprop", {}, phi, setting.steps, setting.runs, 1000)
-print(json.dumps({"lr": lr, "loss": float(out["losses"][:, 100].mean()), **blas.in_use()}))
+from metalstm_np.experiments.e6_general import tuned_baseline_losses
+losses = tuned_baseline_losses("mnist_2layers", 100, "rmsprop", 1000)
+print(json.dumps({"loss": float(losses[:, 100].mean()), **blas.in_use()}))
 """
 
 TIMED = """

@@ -28,7 +28,7 @@ experiments -> cli.
 """
 from . import blas
 
-blas.pin()     # before NumPy is loaded: the same BLAS kernels, on one thread, on every machine (blas.py)
+blas.pin()     # before NumPy is loaded: the same kernels and loops, on one thread, on every machine (blas.py)
 
 from .l2l import l2l  # noqa: E402  (after the pin)
 from .learners import MLP, Quadratic, Task

@@ -136,8 +136,8 @@ def process_pool(workers):
     each with a second BLAS thread, ran about three times slower than with one thread each
     (benchmarks/bench_pool.py). BLAS fixes its thread count and kernels when it is loaded, and a
     forked child keeps its parent's, so the workers are started fresh ("spawn"), with the
-    environment blas.pin() set up at `import metalstm_np` (one BLAS thread, OpenBLAS's Haswell
-    kernels where the CPU has AVX2), topped up here should the caller have removed any of it; a
+    environment blas.pin() set up at `import metalstm_np` (one BLAS thread; OpenBLAS's Haswell
+    kernels and NumPy's AVX2 loops where the CPU has AVX2), topped up here should the caller have removed any of it; a
     variable the caller set is left alone. If the block ends with an exception (Ctrl-C, a lost
     worker), the workers are terminated at once rather than left to finish the queued jobs.
     """

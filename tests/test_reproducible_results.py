@@ -26,13 +26,9 @@ CELL = """
 import json, sys
 import metalstm_np
 from metalstm_np import blas
-from metalstm_np.experiments import common, e6_general as e6
-from metalstm_np.optimizers import make_optimizer
-key = e6.tuned_key("mnist_2layers", 100)
-setting = e6.TUNED_SETTINGS[key]
-phi = {**make_optimizer("rmsprop").init_phi(), "lr": common.load_tuned()[key]["rmsprop"]}
-out = common._evaluation(setting.family, "rmsprop", {}, phi, setting.steps, setting.runs, int(sys.argv[1]))
-print(json.dumps([float(out["losses"][:, 100].mean()), blas.in_use()]))
+from metalstm_np.experiments.e6_general import tuned_baseline_losses
+losses = tuned_baseline_losses("mnist_2layers", 100, "rmsprop", int(sys.argv[1]))
+print(json.dumps([float(losses[:, 100].mean()), blas.in_use()]))
 """
 
 

@@ -15,12 +15,14 @@ rate tuned for that horizon.
 """
 from pathlib import Path
 
-from ..evaluation import TUNE_SEED
+import numpy
+
+from ..evaluation import TUNE_SEED, run_on_tasks
 from ..learners import MLP
 from ..optimizers import make_optimizer
 from ..serialization import load_phi
 from ..tuning import quarter_decades
-from .common import (BASELINES, Setting, evaluation_experiment, number, paired_difference, plot_curves, plus_minus,
+from .common import (BASELINES, Setting, evaluation_experiment, load_tuned, number, paired_difference, plot_curves, plus_minus,
                      save_png, summarize)
 
 KEY = "E6_general"
@@ -62,6 +64,16 @@ ABLATION_SETTINGS = {f: Setting(f"e6_ablation/{f}", FAMILIES[f][0], FAMILIES[f][
 LEARNED_SETTINGS = {f: Setting(f"e6/{f}", title, family, steps=max(horizons), runs=RUNS, tune_steps=max(horizons),
                                tune_runs=TUNE_RUNS)
                     for f, (title, family, horizons) in FAMILIES.items()}
+
+
+def tuned_baseline_losses(family, steps, name, seed):
+    """losses[r, t] of hand-designed optimizer `name` at its shipped rate tuned for the cell (family,
+    steps), on the cell's RUNS evaluation tasks drawn with `seed`: one baseline of the table, alone."""
+    key = tuned_key(family, steps)
+    setting = TUNED_SETTINGS[key]
+    phi = {**make_optimizer(name).init_phi(), "lr": load_tuned()[key][name]}
+    with numpy.errstate(all="ignore"):
+        return run_on_tasks(make_optimizer(name), phi, setting.family, setting.steps, setting.runs, seed)[0]
 
 
 def _learned_methods(ctx, learned=LEARNED):
