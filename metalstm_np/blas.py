@@ -10,7 +10,8 @@ same tasks with the same code, and prints its mean loss for each (bench_blas.out
 
 So `import metalstm_np` sets, before NumPy is loaded and unless they are set already:
 OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and MKL_NUM_THREADS to 1 (the products here are small, and
-one thread per process is also the fastest: benchmarks/bench_pool.py); and on a Linux x86-64 CPU
+one thread per process is also the fastest: benchmarks/bench_pool.py; a caller's OMP_NUM_THREADS
+stands for both libraries, see pinned_environment); and on a Linux x86-64 CPU
 with AVX2 and FMA, OPENBLAS_CORETYPE to Haswell (OpenBLAS's AVX2 kernels) and, for NumPy ≥ 2.4,
 NPY_DISABLE_CPU_FEATURES to NumPy's AVX-512 levels (NUMPY_AVX512), so that NumPy's loops run their
 AVX2 code. They take effect where NumPy is imported after metalstm_np — the `metalstm` command,
@@ -59,12 +60,15 @@ def numpy_version():
 
 
 def pinned_environment(environ, machine, flags, numpy=(2, 4)):
-    """{variable: value} that pin() adds to `environ`: the thread counts, unless any of them is
-    set; on an x86-64 `machine` whose `flags` include AVX2 and FMA, OPENBLAS_CORETYPE, and for
-    `numpy` (major, minor) ≥ (2, 4) NPY_DISABLE_CPU_FEATURES, each unless it is set."""
+    """{variable: value} that pin() adds to `environ`: each thread count that is not set, unless
+    OMP_NUM_THREADS is (OpenBLAS and MKL each read their own variable first and OMP_NUM_THREADS
+    after it, so a caller's OMP_NUM_THREADS is a choice for both, and a caller's MKL_NUM_THREADS
+    alone leaves OpenBLAS pinned); on an x86-64 `machine` whose `flags` include AVX2 and FMA,
+    OPENBLAS_CORETYPE, and for `numpy` (major, minor) ≥ (2, 4) NPY_DISABLE_CPU_FEATURES, each
+    unless it is set."""
     out = {}
-    if not any(v in environ for v in THREAD_VARS):
-        out.update({v: "1" for v in THREAD_VARS})
+    if "OMP_NUM_THREADS" not in environ:
+        out.update({v: "1" for v in THREAD_VARS if v not in environ})
     if machine == "x86_64" and _NEEDS <= flags:
         if "OPENBLAS_CORETYPE" not in environ:
             out["OPENBLAS_CORETYPE"] = CORETYPE

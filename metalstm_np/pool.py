@@ -34,7 +34,7 @@ from concurrent.futures.process import BrokenProcessPool
 from . import blas
 
 __all__ = ["BLAS_THREAD_VARS", "CONNECT_TIMEOUT", "PoolError", "SCHEDULER_PROTOCOLS", "WorkerLost",
-           "check_scheduler_address", "executor", "print_stacks_on_sigusr1", "process_pool", "run_jobs"]
+           "check_scheduler_address", "executor", "kernel_mismatches", "print_stacks_on_sigusr1", "process_pool", "run_jobs"]
 
 BLAS_THREAD_VARS = blas.THREAD_VARS
 
@@ -221,7 +221,24 @@ def executor(workers=1, scheduler=None):
         raise PoolError(f"--scheduler {scheduler}: no Dask scheduler answered within "
                         f"{CONNECT_TIMEOUT:g} s ({type(e).__name__}: {e})") from None
     try:
+        for line in kernel_mismatches(blas.in_use(), client.run(blas.in_use)):
+            print(f"warning: --scheduler {scheduler}: {line}", file=sys.stderr)
         with client.get_executor(pure=False) as pool:
             yield pool
     finally:
         client.close()
+
+
+def kernel_mismatches(here, workers):
+    """Lines naming each worker whose BLAS kernels, BLAS threads or NumPy SIMD level (blas.in_use,
+    {worker address: dict} in `workers`) differ from `here`'s: its jobs' numbers may then differ in
+    their last bits from the local pool's (README, "Scaling up": start workers with blas.py's
+    variables). A value that cannot be read (None) on either side is not compared."""
+    lines = []
+    for address, theirs in sorted(workers.items()):
+        differ = [f"{key} {theirs.get(key)} (here {mine})" for key, mine in here.items()
+                  if mine is not None and theirs.get(key) is not None and theirs.get(key) != mine]
+        if differ:
+            lines.append(f"worker {address} runs {', '.join(differ)}: its numbers may differ in the "
+                         f"last bits from the local pool's")
+    return lines

@@ -23,8 +23,19 @@ def test_on_an_x86_64_cpu_with_avx2_the_threads_and_the_kernels_are_pinned():
 
 def test_a_variable_the_caller_set_is_left_alone():
     threads = {"OPENBLAS_NUM_THREADS": "2"}
-    assert blas.pinned_environment(threads, "x86_64", AVX2_FMA) == KERNELS
+    assert blas.pinned_environment(threads, "x86_64", AVX2_FMA) == {
+        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **KERNELS}
     assert blas.pinned_environment({"OMP_NUM_THREADS": "4"}, "x86_64", AVX2_FMA) == KERNELS
+
+
+def test_a_thread_count_for_one_blas_library_leaves_the_other_pinned():
+    # OpenBLAS reads OPENBLAS_NUM_THREADS, then OMP_NUM_THREADS; MKL reads MKL_NUM_THREADS, then
+    # OMP_NUM_THREADS: a caller's MKL_NUM_THREADS says nothing about OpenBLAS
+    mkl = blas.pinned_environment({"MKL_NUM_THREADS": "8"}, "aarch64", set())
+    assert mkl == {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    both = {"MKL_NUM_THREADS": "8", "OPENBLAS_NUM_THREADS": "2"}
+    assert blas.pinned_environment(both, "aarch64", set()) == {"OMP_NUM_THREADS": "1"}
+    assert blas.pinned_environment({"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "8"}, "aarch64", set()) == {}
     kernels = {"OPENBLAS_CORETYPE": "SkylakeX", "NPY_DISABLE_CPU_FEATURES": ""}
     assert blas.pinned_environment(kernels, "x86_64", AVX2_FMA) == {v: "1" for v in blas.THREAD_VARS}
     assert blas.pinned_environment({"OPENBLAS_CORETYPE": "Zen"}, "x86_64", AVX2_FMA) == {
@@ -61,7 +72,7 @@ def test_pin_adds_to_the_environment_it_is_given_and_says_what_it_added():
     environ = {"OPENBLAS_NUM_THREADS": "3"}
     added = blas.pin(environ)
     assert environ == {"OPENBLAS_NUM_THREADS": "3", **added}
-    assert set(added) <= {"OPENBLAS_CORETYPE", "NPY_DISABLE_CPU_FEATURES"}
+    assert set(added) <= {"OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE", "NPY_DISABLE_CPU_FEATURES"}
     assert blas.pin(environ) == {}                   # a second time, nothing more
 
 
@@ -81,6 +92,15 @@ def test_importing_metalstm_np_pins_blas_before_numpy_loads():
         assert got["numpy_simd"] == "X86_V3" or blas.numpy_version() < (2, 4)      # AVX2
 
 
+def test_a_callers_mkl_thread_count_leaves_openblas_on_one_thread():
+    code = "import json, metalstm_np.blas as b; print(json.dumps(b.in_use()))"
+    got = json.loads(subprocess.run([sys.executable, "-c", code], env={**_clean_environment(), "MKL_NUM_THREADS": "4"},
+                                    check=True, capture_output=True, text=True).stdout)
+    if got["openblas_core"] is None:
+        pytest.skip("NumPy's BLAS here is not an OpenBLAS whose kernels can be read")
+    assert got["openblas_threads"] == 1
+
+
 def test_a_program_that_loaded_numpy_first_keeps_its_blas_and_in_use_reports_what_runs():
     code = ("import json, os, numpy, metalstm_np.blas as b; "
             "print(json.dumps([b.in_use(), os.environ.get('OPENBLAS_NUM_THREADS')]))")
@@ -94,9 +114,9 @@ def test_a_program_that_loaded_numpy_first_keeps_its_blas_and_in_use_reports_wha
 
 def test_an_inherited_coretype_of_ours_is_dropped_on_a_cpu_without_avx2(monkeypatch):
     monkeypatch.setattr(blas, "cpu_flags", lambda: {"sse2", "avx"})
-    environ = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_NUM_THREADS": "1"}
+    environ = {"OPENBLAS_CORETYPE": "Haswell", "OMP_NUM_THREADS": "1"}
     blas.pin(environ)
-    assert environ == {"OPENBLAS_NUM_THREADS": "1"}
-    environ = {"OPENBLAS_CORETYPE": "Sandybridge", "OPENBLAS_NUM_THREADS": "1"}     # the caller's own: kept
+    assert environ == {"OMP_NUM_THREADS": "1"}
+    environ = {"OPENBLAS_CORETYPE": "Sandybridge", "OMP_NUM_THREADS": "1"}     # the caller's own: kept
     blas.pin(environ)
-    assert environ == {"OPENBLAS_CORETYPE": "Sandybridge", "OPENBLAS_NUM_THREADS": "1"}
+    assert environ == {"OPENBLAS_CORETYPE": "Sandybridge", "OMP_NUM_THREADS": "1"}

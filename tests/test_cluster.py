@@ -19,7 +19,7 @@ from autograd.misc import flatten
 from metalstm_np.cli import main
 from metalstm_np.learners import Quadratic
 from metalstm_np.meta_train import load_checkpoint, meta_train
-from metalstm_np.pool import WorkerLost, executor, process_pool
+from metalstm_np.pool import WorkerLost, executor, kernel_mismatches, process_pool
 from metalstm_np.serialization import load_phi
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -60,6 +60,17 @@ def test_meta_training_on_the_cluster_is_bit_for_bit_the_local_pools(scheduler, 
     np.testing.assert_array_equal(flatten(best[0][1])[0], flatten(best[1][1])[0])
     assert _log_lines(tmp_path / "local" / "log.txt") == _log_lines(tmp_path / "dask" / "log.txt")
     assert len(_log_lines(tmp_path / "dask" / "log.txt")) == 4          # B = 2: four meta-updates
+    assert "warning" not in capsys.readouterr().err       # its workers inherited this process's pinned BLAS
+
+
+def test_a_worker_with_other_kernels_is_named_in_a_warning():
+    here = {"openblas_core": "Haswell", "openblas_threads": 1, "numpy_simd": "X86_V3"}
+    workers = {"tcp://10.0.0.2:4000": dict(here), "tcp://10.0.0.3:4000": {**here, "numpy_simd": "X86_V4"},
+               "tcp://10.0.0.4:4000": {**here, "openblas_core": None}}       # unreadable: not compared
+    (line,) = kernel_mismatches(here, workers)
+    assert "tcp://10.0.0.3:4000" in line and "numpy_simd X86_V4 (here X86_V3)" in line
+    assert kernel_mismatches(here, {"w": {**here, "openblas_threads": 2}})[0].count("openblas_threads 2 (here 1)") == 1
+    assert kernel_mismatches({**here, "openblas_core": None}, {"w": {**here, "openblas_core": "Zen"}}) == []
 
 
 def test_figures_on_the_cluster_give_the_local_results(scheduler, tmp_path, capsys):
