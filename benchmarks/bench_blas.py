@@ -27,7 +27,7 @@ import json
 import metalstm_np
 from metalstm_np import blas
 from metalstm_np.experiments.e6_general import tuned_baseline_losses
-losses = tuned_baseline_losses("mnist_2layers", 100, "rmsprop", 1000)
+losses = tuned_baseline_losses("mnist_2layers", 100, "rmsprop", 1000, runs=20)
 print(json.dumps({"loss": float(losses[:, 100].mean()), **blas.in_use()}))
 """
 

@@ -54,6 +54,13 @@ def test_the_table_has_a_row_per_cell_and_the_figure_is_written(quick_e6):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
 
+def test_the_ablation_runs_on_the_first_tasks_of_the_cells():
+    assert e6_general.RUNS == 40 and e6_general.ABLATION_RUNS == 20
+    assert all(s.runs == e6_general.ABLATION_RUNS for s in e6_general.ABLATION_SETTINGS.values())
+    assert all(s.runs == e6_general.RUNS for s in (*e6_general.TUNED_SETTINGS.values(),
+                                                    *e6_general.LEARNED_SETTINGS.values()))
+
+
 def test_the_tuning_grid_is_quarter_decades_from_1e_4_to_10():
     grid = e6_general.GRID
     assert len(grid) == 21 and grid[0] == pytest.approx(1e-4) and grid[-1] == pytest.approx(10.0)
@@ -69,7 +76,11 @@ def test_the_ablation_compares_every_variant_with_all_remedies_on_the_same_tasks
     for name, variants in block["ablation"].items():
         first = variants["all remedies"]
         assert first["minus_all_remedies"]["mean"] == 0.0 and first["minus_all_remedies"]["wins"] == 0
-        best = block["cells"][name]["loss_mean"][block["cells"][name]["best_baseline"]]
+        cell = block["cells"][name]
+        best = block["ablation_best_baseline"][name]
+        assert best["name"] == cell["best_baseline"] and best["runs"] == 3          # --quick: 3 tasks
+        assert best["loss_mean"] == pytest.approx(cell["loss_mean"][cell["best_baseline"]])   # the same 3
+        best = best["loss_mean"]
         for v, a in variants.items():
             assert a["minus_all_remedies"]["mean"] == pytest.approx(a["loss_mean"] - first["loss_mean"], abs=1e-12)
             assert a["minus_best_baseline"]["mean"] == pytest.approx(a["loss_mean"] - best, abs=1e-12)

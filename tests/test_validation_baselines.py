@@ -95,3 +95,26 @@ def test_official_quadratics_compares_on_the_same_tasks():
     assert all(lr in quarter_decades() for _, lr, _ in rows["uniform"][1:5])
     assert all(np.isfinite(L) and L > 0 for kind in rows for _, _, L in rows[kind])
     assert rows["normal"][0][2] != rows["uniform"][0][2]
+
+
+def test_set_scores_a_weights_file_again_with_a_config_entry_replaced(tmp_path, capsys):
+    from metalstm_np.experiments import validation_baselines
+    from metalstm_np.rnnprop import rnnprop
+    from metalstm_np.serialization import save_phi
+    opt = rnnprop(hidden=(4,), dense=3)
+    save_phi(tmp_path / "tiny.npz", opt, opt.init_phi(np.random.default_rng(0)))
+    weights = str(tmp_path / "tiny.npz")
+
+    def rows(*flags):
+        validation_baselines.main(["--setting", "quadratic", "--tasks", "1", weights, *flags])
+        return {line.rsplit(maxsplit=4)[0]: [float(x) for x in line.split()[-4:]]
+                for line in capsys.readouterr().out.splitlines()[2:]}
+    same = rows("--set", "step=0.1")                                   # its own α: the same numbers
+    assert same[weights] == same[f"{weights} step=0.1"]
+    other = rows("--set", "step=0.05")
+    assert other[weights] == same[weights] and other[f"{weights} step=0.05"] != same[weights]
+    for flag, says in (("size=3", "--set size: not in"), ("step=x", "--set step=x: VALUE must be a JSON value"),
+                       ("step", "--set step: expected KEY=VALUE")):
+        with pytest.raises(SystemExit):
+            validation_baselines.main(["--setting", "quadratic", "--tasks", "1", weights, "--set", flag])
+        assert says in capsys.readouterr().err

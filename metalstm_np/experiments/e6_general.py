@@ -9,7 +9,10 @@ tasks), a stronger protocol than E1–E4's, which tune once, at the training hor
 
 A cell of the table is one (family, horizon): the learned optimizer's mean training loss at that
 step over RUNS evaluation tasks against the best tuned baseline's, and the paired difference on the
-same tasks (common.paired_difference) with its standard error. The learned optimizer runs once per
+same tasks (common.paired_difference) with its standard error. RUNS is 40, not the 20 the issue
+asks at least: the differences found at 20 tasks were mostly 0.01–0.05, one to two of their
+standard errors, too close to call. The ablation compares variants with each other, whose
+differences are larger, on the first ABLATION_RUNS of the same tasks. The learned optimizer runs once per
 family, for the family's longest horizon; the baselines once per (family, horizon), each with the
 rate tuned for that horizon.
 """
@@ -26,7 +29,8 @@ from .common import (BASELINES, Setting, evaluation_experiment, load_tuned, numb
                      save_png, summarize)
 
 KEY = "E6_general"
-RUNS = 20                    # evaluation tasks per cell
+RUNS = 40                    # evaluation tasks per cell
+ABLATION_RUNS = 20           # the ablation's, the first 20 of them
 TUNE_RUNS = 5                # tuning tasks per learning rate
 GRID = quarter_decades(1e-4, 10.0)
 LEARNED = {"RNNprop": "general_mnist.npz"}
@@ -58,7 +62,7 @@ TUNED_SETTINGS = {tuned_key(f, h): Setting(tuned_key(f, h), title, family, steps
                                            tune_runs=TUNE_RUNS, tune_grid=GRID)
                   for f, (title, family, horizons) in FAMILIES.items() for h in horizons}
 ABLATION_SETTINGS = {f: Setting(f"e6_ablation/{f}", FAMILIES[f][0], FAMILIES[f][1],
-                                 steps=max(h for g, h in ABLATION_CELLS if g == f), runs=RUNS,
+                                 steps=max(h for g, h in ABLATION_CELLS if g == f), runs=ABLATION_RUNS,
                                  tune_steps=0, tune_runs=0)
                      for f in dict.fromkeys(f for f, _ in ABLATION_CELLS)}
 LEARNED_SETTINGS = {f: Setting(f"e6/{f}", title, family, steps=max(horizons), runs=RUNS, tune_steps=max(horizons),
@@ -66,14 +70,15 @@ LEARNED_SETTINGS = {f: Setting(f"e6/{f}", title, family, steps=max(horizons), ru
                     for f, (title, family, horizons) in FAMILIES.items()}
 
 
-def tuned_baseline_losses(family, steps, name, seed):
+def tuned_baseline_losses(family, steps, name, seed, runs=RUNS):
     """losses[r, t] of hand-designed optimizer `name` at its shipped rate tuned for the cell (family,
-    steps), on the cell's RUNS evaluation tasks drawn with `seed`: one baseline of the table, alone."""
+    steps), on the first `runs` of the cell's evaluation tasks drawn with `seed` (all RUNS of them:
+    one baseline of the table, alone)."""
     key = tuned_key(family, steps)
     setting = TUNED_SETTINGS[key]
     phi = {**make_optimizer(name).init_phi(), "lr": load_tuned()[key][name]}
     with numpy.errstate(all="ignore"):
-        return run_on_tasks(make_optimizer(name), phi, setting.family, setting.steps, setting.runs, seed)[0]
+        return run_on_tasks(make_optimizer(name), phi, setting.family, setting.steps, runs, seed)[0]
 
 
 def _learned_methods(ctx, learned=LEARNED):
@@ -131,17 +136,22 @@ def run(ctx):
         panels.append((panel, f"{title}: rates tuned for {max(horizons)} steps"))
     _save(ctx.out / "e6_general.png", panels)
     variants = [label for label, *_ in _learned_methods(ctx, ABLATION)]
-    ablation = {}
+    ablation, ablation_best = {}, {}
     for f, h in ABLATION_CELLS if variants else ():
         cell = cells[f"{f}@{h}"]
         t = cell["step"]
         curves = {v: evaluated[(f"e6_ablation/{f}", v)]["losses"] for v in variants}
-        best = evaluated[(tuned_key(f, h), cell["best_baseline"])]["losses"]
+        runs = ctx.protocol(ABLATION_SETTINGS[f])[1]
+        # the cell's best baseline on the ablation's tasks: the first `runs` of the cell's (the same draws)
+        best = evaluated[(tuned_key(f, h), cell["best_baseline"])]["losses"][:runs]
+        ablation_best[f"{f}@{h}"] = {"name": cell["best_baseline"], "runs": runs,
+                                     "loss_mean": summarize({"losses": best}, [t])[f"loss_mean@{t}"]}
         ablation[f"{f}@{h}"] = {v: {"loss_mean": summarize({"losses": c}, [t])[f"loss_mean@{t}"],
                                     "minus_best_baseline": paired_difference(c, best, t),
                                     "minus_all_remedies": paired_difference(c, curves[variants[0]], t)}
                                 for v, c in curves.items()}
-    return {KEY: {"ablation": ablation, "ablation_variants": variants, "eval_seed": ctx.eval_seed,
+    return {KEY: {"ablation": ablation, "ablation_variants": variants, "ablation_best_baseline": ablation_best,
+                  "eval_seed": ctx.eval_seed,
                   "tune_seed": TUNE_SEED, "runs": RUNS, "tune_runs": TUNE_RUNS,
                   "lr_grid": [min(GRID), max(GRID), len(GRID)], "learned": learned, "cells": cells,
                   "figure": "e6_general.png"}}
@@ -189,7 +199,8 @@ def table(results):
         rows.append("| " + " | ".join(cells) + " |")
     if block.get("ablation"):
         cells = list(block["ablation"])
-        rows += ["", "| E6 ablation (same recipe, 200 trajectories) | " + " | ".join(
+        runs = block["ablation_best_baseline"][cells[0]]["runs"]
+        rows += ["", f"| E6 ablation (same recipe, 200 trajectories; {runs} tasks) | " + " | ".join(
             f"{block['cells'][c]['title']}, step {block['cells'][c]['step']}: loss (− all remedies ± s.e.)"
             for c in cells) + " |", "| --- " * (1 + len(cells)) + "|"]
         for v in block["ablation_variants"]:
@@ -201,8 +212,8 @@ def table(results):
                                f" ({plus_minus(d)})"))
             rows.append(f"| {v} | " + " | ".join(entries) + " |")
         rows.append("| best tuned baseline | " + " | ".join(
-            f"{number(block['cells'][c]['loss_mean'][block['cells'][c]['best_baseline']], '.4g')} "
-            f"({block['cells'][c]['best_baseline']})" for c in cells) + " |")
+            f"{number(block['ablation_best_baseline'][c]['loss_mean'], '.4g')} "
+            f"({block['ablation_best_baseline'][c]['name']})" for c in cells) + " |")
     return "\n".join(rows) + "\n"
 
 

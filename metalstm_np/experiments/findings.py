@@ -192,8 +192,10 @@ def _general_paragraph(results, recheck):
                     better.append(name + seeds)
             parts.append(f"{variant}: higher loss in {', '.join(worse) if worse else 'no cell'}"
                          + (f", lower in {', '.join(better)}" if better else ""))
+        runs = {row["runs"] for row in block.get("ablation_best_baseline", {}).values()}
+        tasks = f"the same {runs.pop()} tasks" if len(runs) == 1 else "the same tasks"
         text += (f" Ablation (the recipe for fewer trajectories, each remedy removed in turn, against '{base}' on "
-                 f"the same tasks; a cell counts at two standard errors): " + "; ".join(parts) + ".")
+                 f"{tasks}; a cell counts at two standard errors): " + "; ".join(parts) + ".")
     return [text]
 
 

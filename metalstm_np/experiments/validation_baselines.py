@@ -8,11 +8,14 @@ first K, e.g. those a run was early-stopped on, which flatter it). This prints, 
 tuned baselines of the setting (mnist by default) and for any learned optimizer's weights given on
 the command line, that score with the mean loss (`mean`) and with the mean log-loss (`log`)
 meta-loss, and the mean training loss at steps 100 and 200 on the same tasks (loss@100 is the
-score of `metalstm train --validate-on final`). So the `best` column of a training log can be read
+score of `metalstm train --validate-on final`). `--set KEY=VALUE` (repeatable) scores each weights
+file a second time with those entries of its optimizer's config replaced, e.g. `--set step=0.07`
+for RNNprop's bound α: the same φ with another fixed choice around it. So the `best` column of a training log can be read
 against the baselines, and two trained optimizers can be compared on the validation split without
 looking at the evaluation tasks (seed 1000).
 """
 import argparse
+import json
 from dataclasses import replace
 
 import numpy
@@ -57,7 +60,18 @@ def main(argv=None):
     parser.add_argument("--skip", type=int, default=0,
                         help="leave out the first K tasks (e.g. those a run early-stopped on) and "
                              "score tasks K .. K + N - 1 of the same validation stream")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="also score each weights file with this config entry replaced (a JSON value)")
     args = parser.parse_args(argv)
+    overrides = {}
+    for item in args.set:
+        key, eq, value = item.partition("=")
+        try:
+            overrides[key] = json.loads(value) if eq and key else None
+        except ValueError:
+            parser.error(f"--set {item}: VALUE must be a JSON value (a number, true, \"text\")")
+        if not (eq and key):
+            parser.error(f"--set {item}: expected KEY=VALUE")
     if args.tasks < 1:
         parser.error(f"--tasks must be at least 1, got {args.tasks}")
     if args.skip < 0:
@@ -73,6 +87,13 @@ def main(argv=None):
     for path in args.weights:
         optimizer, phi, _ = load_phi(path)
         rows.append((str(path), scores(optimizer, phi, tasks, config)))
+        if overrides:
+            unknown = sorted(set(overrides) - set(optimizer.config))
+            if unknown:
+                parser.error(f"--set {', '.join(unknown)}: not in {path}'s config ({', '.join(sorted(optimizer.config))})")
+            changed = make_optimizer(optimizer.name, **{**optimizer.config, **overrides})
+            label = f"{path} " + " ".join(f"{k}={json.dumps(v)}" for k, v in overrides.items())
+            rows.append((label, scores(changed, phi, tasks, config)))
     print(f"{args.setting}: meta-validation tasks {args.skip} .. {args.skip + args.tasks - 1}, seed {args.seed}")
     print(f"{'optimizer':40s} {'mean':>8s} {'log':>8s} {'loss@100':>9s} {'loss@200':>9s}")
     for label, s in rows:
