@@ -61,6 +61,13 @@ def test_the_ablation_runs_on_the_first_tasks_of_the_cells():
                                                     *e6_general.LEARNED_SETTINGS.values()))
 
 
+def test_fewer_runs_are_the_first_tasks_of_the_same_draw():
+    # what run() relies on when it slices a cell's best baseline to the ablation's tasks
+    two = e6_general.tuned_baseline_losses("mnist", 100, "nag", 1000, runs=2)
+    three = e6_general.tuned_baseline_losses("mnist", 100, "nag", 1000, runs=3)
+    assert two.shape == (2, 101) and np.array_equal(two, three[:2])
+
+
 def test_the_tuning_grid_is_quarter_decades_from_1e_4_to_10():
     grid = e6_general.GRID
     assert len(grid) == 21 and grid[0] == pytest.approx(1e-4) and grid[-1] == pytest.approx(10.0)

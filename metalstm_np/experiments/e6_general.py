@@ -9,9 +9,9 @@ tasks), a stronger protocol than E1–E4's, which tune once, at the training hor
 
 A cell of the table is one (family, horizon): the learned optimizer's mean training loss at that
 step over RUNS evaluation tasks against the best tuned baseline's, and the paired difference on the
-same tasks (common.paired_difference) with its standard error. RUNS is 40, not the 20 the issue
-asks at least: the differences found at 20 tasks were mostly 0.01–0.05, one to two of their
-standard errors, too close to call. The ablation compares variants with each other, whose
+same tasks (common.paired_difference) with its standard error. RUNS is 40: the differences here
+are mostly 0.01–0.05, which over 20 tasks are one to two of their standard errors, too close to
+call. The ablation compares variants with each other, whose
 differences are larger, on the first ABLATION_RUNS of the same tasks. The learned optimizer runs once per
 family, for the family's longest horizon; the baselines once per (family, horizon), each with the
 rate tuned for that horizon.

@@ -66,12 +66,12 @@ def main(argv=None):
     overrides = {}
     for item in args.set:
         key, eq, value = item.partition("=")
-        try:
-            overrides[key] = json.loads(value) if eq and key else None
-        except ValueError:
-            parser.error(f"--set {item}: VALUE must be a JSON value (a number, true, \"text\")")
         if not (eq and key):
             parser.error(f"--set {item}: expected KEY=VALUE")
+        try:
+            overrides[key] = json.loads(value)
+        except ValueError:
+            parser.error(f"--set {item}: VALUE must be a JSON value (a number, true, \"text\")")
     if args.tasks < 1:
         parser.error(f"--tasks must be at least 1, got {args.tasks}")
     if args.skip < 0:
