@@ -388,7 +388,8 @@ def _best_trajectory(checkpoint):
 def _optimizer_to_train(args):
     """The optimizer `metalstm train` meta-trains, from the flags; flags of another optimizer are refused."""
     own = {"l2l": {"preprocess": "log_sign", "output_scale": None},
-           "rnnprop": {"step": None, "inputs": "moments", "unbounded": False, "nominal": 0.0}}
+           "rnnprop": {"step": None, "inputs": "moments", "unbounded": False, "nominal": 0.0,
+                       "hypergradient": 0.0}}
     for name, flags in own.items():
         for flag, default in flags.items():
             if args.optimizer != name and getattr(args, flag) != default:
@@ -401,7 +402,8 @@ def _optimizer_to_train(args):
     if args.optimizer == "rnnprop":
         return make_optimizer("rnnprop", hidden=args.lstm_hidden, p=args.p, dtype=args.dtype,
                               step=0.1 if args.step is None else args.step, inputs=args.inputs,
-                              bounded=not args.unbounded, nominal=args.nominal)
+                              bounded=not args.unbounded, nominal=args.nominal,
+                              hypergradient=args.hypergradient)
     if len(args.lstm_hidden) != 1:
         raise UsageError(f"--optimizer metalstm has one LSTM layer before the gates: --lstm-hidden "
                          f"takes one size, got {','.join(map(str, args.lstm_hidden))}")
@@ -804,6 +806,10 @@ def build_parser():
     tr.add_argument("--nominal", type=_nonnegative_float, default=0.0, metavar="LR",
                     help="rnnprop: add Adam's step at rate LR to the learned one (Harrison et al. 2022; "
                          "default 0, none)")
+    tr.add_argument("--hypergradient", type=_checked(float, lambda v: 0 <= v < 1, "a number in [0, 1)"),
+                    default=0.0, metavar="BETA",
+                    help="rnnprop: adapt the bound α online, α_t = α_{t-1} (1 + BETA cos(grad_t, d_{t-1})) "
+                         "(Baydin et al. 2018; default 0, a fixed α)")
     tr.add_argument("--random-scaling", type=_checked(float, lambda v: 0 < v <= 20, "a number in (0, 20]"),
                     default=None, metavar="R",
                     help="meta-train on f(c ⊙ θ), log c ~ U(−R, R) per coordinate and task (Lv et al. 2017)")

@@ -74,7 +74,7 @@ _COUNTS = ("n_params",)
 _REALS = ("p", "output_scale", "step", "eps", "z_f", "z_i", "nominal")   # finite, and positive (z_f, nominal: ≥ 0)
 _NON_NEGATIVE = ("z_f", "nominal")
 _PER_COORDINATE = ("z_f", "z_i")   # may also be arrays, one value per coordinate (gd_lstm)
-_FRACTIONS = ("beta1", "beta2")
+_FRACTIONS = ("beta1", "beta2", "hypergradient")
 _FLAGS = ("learn_theta0", "bounded")
 
 

@@ -31,6 +31,19 @@ optimizer is that one, and meta-training learns a correction to it (`nominal=η`
    Adam's step at rate η, which is η times the second input ratio of `moment_features` (so
    β1 = β2 = 0.95, not Adam's defaults); η = 0 (the default) is RNNprop.
 
+A fourth option is not RNNprop's either: the bound α adapted online by hypergradient descent
+(Baydin, Cornish, Martínez Rubio, Schmidt & Wood 2018, "Online learning rate adaptation with
+hypergradient descent"), so that one φ can take shorter steps on a learner that needs them (another
+activation, noisier gradients, a longer horizon) without being told which learner it is on
+(`hypergradient=β`). With d_t = tanh(w_out · h_t + b_out) the step's direction, θ_t = θ_{t−1} − α_t d_t,
+the derivative of the loss at θ_{t−1} with respect to the α that made the previous step is
+−∇_t · d_{t−1}, and the paper's multiplicative rule, which divides it by both norms, is
+
+       α_t = α_{t−1} (1 + β cos(∇_t, d_{t−1})),   α_0 = α                               (`hypergradient_step`)
+
+   the bound grows while each gradient still points along the last step and shrinks when it turns
+   back. β = 0 (the default) is RNNprop's fixed α; 0 ≤ β < 1 keeps α_t positive.
+
 Between input and LSTM sits one dense layer of 20 ELU units, x ↦ elu(x W_in + b_in), as in the
 authors' code; the LSTM is two layers of 20 units, shared by every coordinate (lstm.py).
 
@@ -45,7 +58,7 @@ from .lstm import init_lstm_stack, lstm_stack, lstm_stack_zero_state
 from .optimizers import Optimizer, params, register
 from .preprocess import log_and_sign
 
-__all__ = ["rnnprop", "moment_features", "bounded_step", "elu", "INPUTS"]
+__all__ = ["rnnprop", "moment_features", "bounded_step", "hypergradient_step", "elu", "INPUTS"]
 
 INPUTS = ("moments", "log_sign")
 
@@ -70,15 +83,24 @@ def bounded_step(a, step, bounded=True):
     return step * np.tanh(a) if bounded else step * a
 
 
+def hypergradient_step(alpha, grad, direction, beta):
+    r"""α_t = α_{t−1} (1 + β cos(∇_t, d_{t−1})) (Baydin et al. 2018, multiplicative rule); cos = 0 while
+    d_{t−1} = 0 (the first step)."""
+    squares = np.sum(grad * grad) * np.sum(direction * direction)
+    safe = np.where(squares > 0, squares, 1.0)           # so neither branch's derivative is inf
+    return alpha * (1.0 + beta * np.sum(grad * direction) / np.sqrt(safe))
+
+
 @register("rnnprop")
 def rnnprop(hidden=(20, 20), dense=20, step=0.1, beta1=0.95, beta2=0.95, eps=1e-8,
-            inputs="moments", bounded=True, nominal=0.0, p=10.0, dtype="float32"):
+            inputs="moments", bounded=True, nominal=0.0, hypergradient=0.0, p=10.0, dtype="float32"):
     r"""RNNprop as an Optimizer; φ = {"w_in", "b_in", "lstm1", "lstm2", "w_out", "b_out"}.
 
     hidden: LSTM layer sizes; dense: units of the ELU input layer; step: α; beta1, beta2, eps:
     the moments of the input; inputs: "moments" (RNNprop) or "log_sign" (with exponent p);
     bounded: α tanh(output) (RNNprop) or α · output; nominal: the rate η of the nominal Adam step
-    added to it (0: none, RNNprop; needs inputs="moments", whose moments it uses); dtype: of φ and the LSTM states (θ stays
+    added to it (0: none, RNNprop; needs inputs="moments", whose moments it uses); hypergradient: β
+    of the online adaptation of α (0: none, RNNprop's fixed α); dtype: of φ and the LSTM states (θ stays
     float64). See the module docstring for the equations.
     """
     hidden = tuple(int(H) for H in hidden)
@@ -91,6 +113,8 @@ def rnnprop(hidden=(20, 20), dense=20, step=0.1, beta1=0.95, beta2=0.95, eps=1e-
         raise ValueError(f"step must be positive, got {step!r}")
     if not nominal >= 0:
         raise ValueError(f"nominal must be a rate ≥ 0, got {nominal!r}")
+    if not 0 <= hypergradient < 1:
+        raise ValueError(f"hypergradient must be a β in [0, 1), got {hypergradient!r}")
     if nominal and inputs != "moments":
         raise ValueError(f"nominal={nominal!r} takes Adam's step from the moment inputs; "
                          f"inputs={inputs!r} keeps no moments")
@@ -103,7 +127,10 @@ def rnnprop(hidden=(20, 20), dense=20, step=0.1, beta1=0.95, beta2=0.95, eps=1e-
     def init(phi, theta0):
         h, c = lstm_stack_zero_state(theta0.shape[0], hidden, dtype)
         zeros = np.zeros(theta0.shape[0])
-        return {"theta": theta0, "m": zeros, "v": zeros, "t": 0, "h": h, "c": c}
+        state = {"theta": theta0, "m": zeros, "v": zeros, "t": 0, "h": h, "c": c}
+        if hypergradient:                                   # α_0 and d_0 = 0
+            state.update(alpha=float(step), direction=zeros)
+        return state
 
     def update(phi, state, grad, loss):
         r"""θ_t = θ_{t−1} − α tanh(w_out · h_t + b_out) [− η m̂_t / (√v̂_t + ε)], h_t from the LSTM fed x_t
@@ -115,13 +142,20 @@ def rnnprop(hidden=(20, 20), dense=20, step=0.1, beta1=0.95, beta2=0.95, eps=1e-
             ratios, m, v = log_and_sign(grad, p), state["m"], state["v"]
         x = elu(ratios.astype(dtype) @ phi["w_in"] + phi["b_in"])        # (n, dense)
         a, hs, cs = lstm_stack(phi, x, state["h"], state["c"])          # w_out · h_t + b_out, (n,)
-        theta = state["theta"] - bounded_step(a, step, bounded).astype(state["theta"].dtype)
+        new = {"m": m, "v": v, "t": t, "h": hs, "c": cs}
+        if hypergradient:                                               # α_t, and d_t for the next one
+            alpha = hypergradient_step(state["alpha"], grad, state["direction"], hypergradient)
+            new["direction"] = bounded_step(a, 1.0, bounded).astype(state["theta"].dtype)
+            theta = state["theta"] - alpha * new["direction"]
+            new["alpha"] = alpha
+        else:
+            theta = state["theta"] - bounded_step(a, step, bounded).astype(state["theta"].dtype)
         if nominal:                                                     # η m̂_t / (√v̂_t + ε)
             theta = theta - nominal * ratios[:, 1]
-        return {"theta": theta, "m": m, "v": v, "t": t, "h": hs, "c": cs}
+        return {"theta": theta, **new}
 
     return Optimizer(name="rnnprop", init_phi=init_phi, init=init, update=update, params=params,
                      config={"hidden": list(hidden), "dense": dense, "step": step, "beta1": beta1,
                              "beta2": beta2, "eps": eps, "inputs": inputs, "bounded": bounded,
-                             "nominal": nominal, "p": p, "dtype": dtype},
+                             "nominal": nominal, "hypergradient": hypergradient, "p": p, "dtype": dtype},
                      learned=True)

@@ -1,6 +1,6 @@
 r"""Tests for metalstm_np.rnnprop (Lv, Jiang & Li 2017) and the two task remedies of learners.py:
 the moment inputs against a plain reading of their equations and for scale invariance, the bounded
-step's bound, the nominal Adam term against Adam, check_grads, a zero update from a zero output
+step's bound, the nominal Adam term against Adam, the hypergradient bound against its rule, check_grads, a zero update from a zero output
 layer, save/load, and the randomly scaled and square-combined tasks against the functions they are
 defined as."""
 import numpy as np
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from metalstm_np.learners import PlusSquare, Quadratic, RandomlyScaled
 from metalstm_np.optimizers import adam
-from metalstm_np.rnnprop import bounded_step, elu, moment_features, rnnprop
+from metalstm_np.rnnprop import bounded_step, elu, hypergradient_step, moment_features, rnnprop
 from metalstm_np.serialization import load_phi, save_phi
 
 N = 6
@@ -74,10 +74,12 @@ def test_elu_and_its_derivative_are_finite_far_out():
     assert np.all(np.isfinite(d)) and d[-1] == 1.0 and d[1] == pytest.approx(np.exp(-1.0))
 
 
-@pytest.mark.parametrize("inputs, bounded, nominal", [("moments", True, 0.0), ("log_sign", False, 0.0),
-                                                     ("moments", True, 0.03)])
-def test_check_grads_update_wrt_phi_and_state(inputs, bounded, nominal):
-    opt = rnnprop(hidden=(4, 3), dense=5, inputs=inputs, bounded=bounded, nominal=nominal, dtype="float64")
+@pytest.mark.parametrize("inputs, bounded, nominal, hypergradient", [
+    ("moments", True, 0.0, 0.0), ("log_sign", False, 0.0, 0.0), ("moments", True, 0.03, 0.0),
+    ("moments", True, 0.0, 0.3), ("log_sign", False, 0.0, 0.3)])
+def test_check_grads_update_wrt_phi_and_state(inputs, bounded, nominal, hypergradient):
+    opt = rnnprop(hidden=(4, 3), dense=5, inputs=inputs, bounded=bounded, nominal=nominal,
+                  hypergradient=hypergradient, dtype="float64")
     phi, state = lively(opt, 3)
     g = np.random.default_rng(4).standard_normal(N)
     check_grads(lambda phi_: ravel_tree(opt.update(phi_, state, g, 1.0)), modes=["rev"], order=1)(phi)
@@ -120,21 +122,59 @@ def test_the_nominal_step_is_adams():
     np.testing.assert_allclose(state["theta"] - new["theta"], step, rtol=1e-12)
 
 
+def test_hypergradient_step_is_the_multiplicative_rule():
+    """α_t = α_{t−1} (1 + β cos(∇_t, d_{t−1})), cos of the two vectors; no change while d = 0."""
+    rng = np.random.default_rng(12)
+    g, d = rng.standard_normal(N), rng.standard_normal(N)
+    cosine = g @ d / (np.linalg.norm(g) * np.linalg.norm(d))
+    assert hypergradient_step(0.1, g, d, 0.2) == pytest.approx(0.1 * (1 + 0.2 * cosine), rel=1e-14)
+    assert hypergradient_step(0.1, g, g, 0.2) == pytest.approx(0.1 * 1.2, rel=1e-14)      # along the last step
+    assert hypergradient_step(0.1, g, -g, 0.2) == pytest.approx(0.1 * 0.8, rel=1e-14)     # turned back
+    assert hypergradient_step(0.1, g, np.zeros(N), 0.2) == 0.1
+    assert np.isfinite(autograd_grad(lambda d_: hypergradient_step(0.1, g, d_, 0.2))(np.zeros(N))).all()
+
+
+def test_with_hypergradient_the_first_step_is_rnnprops_and_later_ones_use_the_adapted_bound():
+    """β > 0: α_1 = α (d_0 = 0), so the first update is RNNprop's exactly; update t is RNNprop's
+    with α replaced by α_t = α_{t−1} (1 + β cos(∇_t, d_{t−1})), d_{t−1} = tanh(output) of the previous one."""
+    adaptive = rnnprop(hidden=(4,), dense=3, step=0.1, hypergradient=0.4, dtype="float64")
+    phi = adaptive.init_phi(np.random.default_rng(13))
+    rng = np.random.default_rng(14)
+    theta0, grads = rng.standard_normal(N), rng.standard_normal((3, N))
+    state = adaptive.init(phi, theta0)
+    fixed = rnnprop(hidden=(4,), dense=3, step=0.1, dtype="float64")
+    plain = fixed.init(phi, theta0)
+    alpha = 0.1
+    for t, g in enumerate(grads, 1):
+        new = adaptive.update(phi, state, g, 1.0)
+        alpha = hypergradient_step(alpha, g, state["direction"], 0.4)
+        assert new["alpha"] == alpha and (t > 1 or alpha == 0.1)
+        same = rnnprop(hidden=(4,), dense=3, step=alpha, dtype="float64").update(phi, {**plain, **{
+            k: state[k] for k in ("theta", "m", "v", "t", "h", "c")}}, g, 1.0)
+        np.testing.assert_array_equal(new["theta"], same["theta"])
+        np.testing.assert_allclose(new["direction"], (state["theta"] - new["theta"]) / alpha, rtol=1e-10)
+        state = new
+    assert state["alpha"] != 0.1
+
+
 def test_saved_and_loaded_with_its_options(tmp_path):
-    for opt in (rnnprop(hidden=(4,), inputs="log_sign", bounded=False, step=0.05), rnnprop(nominal=0.02)):
+    for opt in (rnnprop(hidden=(4,), inputs="log_sign", bounded=False, step=0.05), rnnprop(nominal=0.02),
+                rnnprop(hypergradient=0.05)):
         phi = opt.init_phi(np.random.default_rng(7))
         save_phi(tmp_path / "w.npz", opt, phi)
         loaded, phi2, _ = load_phi(tmp_path / "w.npz", expect="rnnprop")
         assert loaded.config == opt.config and loaded.config["bounded"] is opt.config["bounded"]
         np.testing.assert_array_equal(ravel_tree(phi), ravel_tree(phi2))
-        if opt.config["nominal"] == 0:
+        if opt.config["inputs"] == "log_sign":
             assert loaded.config["bounded"] is False
-    assert loaded.config["nominal"] == 0.02
+    assert loaded.config["hypergradient"] == 0.05
 
 
 @pytest.mark.parametrize("bad, message", [(dict(inputs="raw"), "'raw'"), (dict(beta1=1.0), "beta1"),
                                           (dict(step=0.0), "step"), (dict(nominal=-0.1), "-0.1"),
-                                          (dict(nominal=0.01, inputs="log_sign"), "no moments")])
+                                          (dict(nominal=0.01, inputs="log_sign"), "no moments"),
+                                          (dict(hypergradient=1.0), r"hypergradient = 1.0: expected a number in \[0, 1\)"),
+                                          (dict(hypergradient=-0.1), "-0.1")])
 def test_bad_options_name_the_value(bad, message):
     with pytest.raises(ValueError, match=message):
         rnnprop(**bad)

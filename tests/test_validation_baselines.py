@@ -97,13 +97,18 @@ def test_official_quadratics_compares_on_the_same_tasks():
     assert rows["normal"][0][2] != rows["uniform"][0][2]
 
 
-def test_set_scores_a_weights_file_again_with_a_config_entry_replaced(tmp_path, capsys):
-    from metalstm_np.experiments import validation_baselines
+def tiny_rnnprop_weights(tmp_path):
+    """The path of a weights file of a small RNNprop with random φ."""
     from metalstm_np.rnnprop import rnnprop
     from metalstm_np.serialization import save_phi
     opt = rnnprop(hidden=(4,), dense=3)
     save_phi(tmp_path / "tiny.npz", opt, opt.init_phi(np.random.default_rng(0)))
-    weights = str(tmp_path / "tiny.npz")
+    return str(tmp_path / "tiny.npz")
+
+
+def test_set_scores_a_weights_file_again_with_a_config_entry_replaced(tmp_path, capsys):
+    from metalstm_np.experiments import validation_baselines
+    weights = tiny_rnnprop_weights(tmp_path)
 
     def rows(*flags):
         validation_baselines.main(["--setting", "quadratic", "--tasks", "1", weights, *flags])
@@ -117,4 +122,25 @@ def test_set_scores_a_weights_file_again_with_a_config_entry_replaced(tmp_path, 
                        ("step", "--set step: expected KEY=VALUE")):
         with pytest.raises(SystemExit):
             validation_baselines.main(["--setting", "quadratic", "--tasks", "1", weights, "--set", flag])
+        assert says in capsys.readouterr().err
+
+
+def test_sweep_scores_each_value_as_set_would_and_losses_only_leaves_out_the_scores(tmp_path, capsys):
+    from metalstm_np.experiments import validation_baselines
+    weights = tiny_rnnprop_weights(tmp_path)
+
+    def lines(*flags):
+        validation_baselines.main(["--setting", "quadratic", "--tasks", "1", weights, *flags])
+        return capsys.readouterr().out.splitlines()[2:]
+    full = {line.rsplit(maxsplit=4)[0]: line.split()[-4:] for line in lines("--set", "step=0.05")}
+    swept = lines("--sweep", "step=0.05,0.2", "--losses-only", "--no-baselines")
+    assert [line.rsplit(maxsplit=4)[0] for line in swept] == [weights, f"{weights} step=0.05", f"{weights} step=0.2"]
+    rows = {line.rsplit(maxsplit=4)[0]: line.split()[-4:] for line in swept}
+    assert rows[weights] == ["-", "-", *full[weights][2:]]                     # the same losses, no scores
+    assert rows[f"{weights} step=0.05"] == ["-", "-", *full[f"{weights} step=0.05"][2:]]
+    assert rows[f"{weights} step=0.2"][2:] != rows[f"{weights} step=0.05"][2:]
+    for flag, says in (("step", "--sweep step: expected KEY=V1,V2,..."), ("step=", "--sweep step=: no values"),
+                       ("step=0.1,x", "must be JSON values separated by commas"), ("size=1,2", "--sweep size: not in")):
+        with pytest.raises(SystemExit):
+            validation_baselines.main(["--setting", "quadratic", "--tasks", "1", weights, "--sweep", flag])
         assert says in capsys.readouterr().err

@@ -10,7 +10,9 @@ the command line, that score with the mean loss (`mean`) and with the mean log-l
 meta-loss, and the mean training loss at steps 100 and 200 on the same tasks (loss@100 is the
 score of `metalstm train --validate-on final`). `--set KEY=VALUE` (repeatable) scores each weights
 file a second time with those entries of its optimizer's config replaced, e.g. `--set step=0.07`
-for RNNprop's bound α: the same φ with another fixed choice around it. So the `best` column of a training log can be read
+for RNNprop's bound α: the same φ with another fixed choice around it; `--sweep KEY=V1,V2,...` scores
+it once more for each value (after the --set entries). `--losses-only` leaves out the two
+validation scores (they cost two more trajectories per task), `--no-baselines` the baselines. So the `best` column of a training log can be read
 against the baselines, and two trained optimizers can be compared on the validation split without
 looking at the evaluation tasks (seed 1000).
 """
@@ -28,9 +30,10 @@ from ..unroll import unroll
 from .common import BASELINES, load_tuned
 
 
-def scores(optimizer, phi, tasks, config, at_steps=(100, 200)):
-    """{"mean", "log": validation scores, "loss@t": mean training loss at step t} over `tasks`."""
-    out = {kind: validation_score(optimizer, phi, tasks, replace(config, meta_loss=kind)) for kind in ("mean", "log")}
+def scores(optimizer, phi, tasks, config, at_steps=(100, 200), meta_losses=("mean", "log")):
+    """{"mean", "log": validation scores, "loss@t": mean training loss at step t} over `tasks`
+    (only the validation scores named in `meta_losses`)."""
+    out = {kind: validation_score(optimizer, phi, tasks, replace(config, meta_loss=kind)) for kind in meta_losses}
     losses = numpy.array([[float(L) for L in unroll(optimizer, phi, task, optimizer.init(phi, task.theta0),
                                                      max(at_steps))[0]] for task in tasks])
     out.update({f"loss@{t}": float(losses[:, t].mean()) for t in at_steps})
@@ -62,6 +65,11 @@ def main(argv=None):
                              "score tasks K .. K + N - 1 of the same validation stream")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="also score each weights file with this config entry replaced (a JSON value)")
+    parser.add_argument("--sweep", metavar="KEY=V1,V2,...",
+                        help="also score each weights file once for each of these values of a config entry")
+    parser.add_argument("--losses-only", action="store_true",
+                        help="only the losses at steps 100 and 200, not the two validation scores")
+    parser.add_argument("--no-baselines", action="store_true", help="leave out the tuned baselines")
     args = parser.parse_args(argv)
     overrides = {}
     for item in args.set:
@@ -72,6 +80,18 @@ def main(argv=None):
             overrides[key] = json.loads(value)
         except ValueError:
             parser.error(f"--set {item}: VALUE must be a JSON value (a number, true, \"text\")")
+    variants = [overrides] if overrides else []
+    if args.sweep is not None:
+        key, eq, values = args.sweep.partition("=")
+        if not (eq and key):
+            parser.error(f"--sweep {args.sweep}: expected KEY=V1,V2,...")
+        try:
+            values = json.loads(f"[{values}]")
+        except ValueError:
+            parser.error(f"--sweep {args.sweep}: V1,V2,... must be JSON values separated by commas")
+        if not values:
+            parser.error(f"--sweep {args.sweep}: no values")
+        variants = [{**overrides, key: value} for value in values]
     if args.tasks < 1:
         parser.error(f"--tasks must be at least 1, got {args.tasks}")
     if args.skip < 0:
@@ -79,25 +99,28 @@ def main(argv=None):
     config = TrainConfig(seed=args.seed)
     tasks = draw_validation_tasks(VALIDATION_FAMILIES[args.setting], args.seed, args.skip + args.tasks)[args.skip:]
     tuned = load_tuned()[TUNED_KEY.get(args.setting, args.setting)]
+    meta_losses = () if args.losses_only else ("mean", "log")
     rows = []
-    for name in BASELINES:
+    for name in () if args.no_baselines else BASELINES:
         optimizer = make_optimizer(name)
         rows.append((f"{name} lr {tuned[name]:.3g}", scores(optimizer, {**optimizer.init_phi(), "lr": tuned[name]},
-                                                          tasks, config)))
+                                                          tasks, config, meta_losses=meta_losses)))
     for path in args.weights:
         optimizer, phi, _ = load_phi(path)
-        rows.append((str(path), scores(optimizer, phi, tasks, config)))
-        if overrides:
-            unknown = sorted(set(overrides) - set(optimizer.config))
-            if unknown:
-                parser.error(f"--set {', '.join(unknown)}: not in {path}'s config ({', '.join(sorted(optimizer.config))})")
-            changed = make_optimizer(optimizer.name, **{**optimizer.config, **overrides})
-            label = f"{path} " + " ".join(f"{k}={json.dumps(v)}" for k, v in overrides.items())
-            rows.append((label, scores(changed, phi, tasks, config)))
+        unknown = sorted({key for variant in variants for key in variant} - set(optimizer.config))
+        if unknown:
+            flag = "--set" if set(unknown) <= set(overrides) else "--sweep"
+            parser.error(f"{flag} {', '.join(unknown)}: not in {path}'s config ({', '.join(sorted(optimizer.config))})")
+        rows.append((str(path), scores(optimizer, phi, tasks, config, meta_losses=meta_losses)))
+        for variant in variants:
+            changed = make_optimizer(optimizer.name, **{**optimizer.config, **variant})
+            label = f"{path} " + " ".join(f"{k}={json.dumps(v)}" for k, v in variant.items())
+            rows.append((label, scores(changed, phi, tasks, config, meta_losses=meta_losses)))
     print(f"{args.setting}: meta-validation tasks {args.skip} .. {args.skip + args.tasks - 1}, seed {args.seed}")
     print(f"{'optimizer':40s} {'mean':>8s} {'log':>8s} {'loss@100':>9s} {'loss@200':>9s}")
     for label, s in rows:
-        print(f"{label:40s} {s['mean']:8.4f} {s['log']:8.4f} {s['loss@100']:9.4f} {s['loss@200']:9.4f}")
+        meta = " ".join(f"{s[kind]:8.4f}" if kind in s else f"{'-':>8s}" for kind in ("mean", "log"))
+        print(f"{label:40s} {meta} {s['loss@100']:9.4f} {s['loss@200']:9.4f}")
 
 
 if __name__ == "__main__":
