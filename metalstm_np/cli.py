@@ -399,6 +399,10 @@ def _optimizer_to_train(args):
         return make_optimizer("l2l", hidden=args.lstm_hidden, p=args.p, dtype=args.dtype,
                               output_scale=0.1 if args.output_scale is None else args.output_scale,
                               preprocess=args.preprocess)
+    if args.hypergradient and getattr(args, "imitation", 0):
+        raise UsageError(f"--hypergradient {args.hypergradient} adapts α from the optimizer's own last step; "
+                         f"--imitation {args.imitation} feeds it the gradients at Adam's iterates, where "
+                         f"that step was not taken: give one of the two")
     if args.optimizer == "rnnprop":
         return make_optimizer("rnnprop", hidden=args.lstm_hidden, p=args.p, dtype=args.dtype,
                               step=0.1 if args.step is None else args.step, inputs=args.inputs,

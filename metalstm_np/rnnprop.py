@@ -35,14 +35,17 @@ A fourth option is not RNNprop's either: the bound α adapted online by hypergra
 (Baydin, Cornish, Martínez Rubio, Schmidt & Wood 2018, "Online learning rate adaptation with
 hypergradient descent"), so that one φ can take shorter steps on a learner that needs them (another
 activation, noisier gradients, a longer horizon) without being told which learner it is on
-(`hypergradient=β`). With d_t = tanh(w_out · h_t + b_out) the step's direction, θ_t = θ_{t−1} − α_t d_t,
-the derivative of the loss at θ_{t−1} with respect to the α that made the previous step is
-−∇_t · d_{t−1}, and the paper's multiplicative rule, which divides it by both norms, is
+(`hypergradient=β`). With d_t = tanh(w_out · h_t + b_out) the step's direction (w_out · h_t + b_out
+with `bounded=False`), θ_t = θ_{t−1} − α_t d_t, the derivative of the loss at θ_{t−1} with respect
+to the α that made the previous step is −∇_t · d_{t−1}, and the paper's multiplicative rule, which
+divides it by both norms, is
 
        α_t = α_{t−1} (1 + β cos(∇_t, d_{t−1})),   α_0 = α                               (`hypergradient_step`)
 
-   the bound grows while each gradient still points along the last step and shrinks when it turns
-   back. β = 0 (the default) is RNNprop's fixed α; 0 ≤ β < 1 keeps α_t positive.
+   the bound grows while the loss still falls along the last step (∇_t · d_{t−1} > 0) and shrinks
+   when it rises. β = 0 (the default) is RNNprop's fixed α; 0 ≤ β < 1 keeps α_t positive, but
+   nothing keeps it below a ceiling: over t steps it can grow by up to (1 + β)^t, so the step is
+   bounded at each step and not over a long horizon.
 
 Between input and LSTM sits one dense layer of 20 ELU units, x ↦ elu(x W_in + b_in), as in the
 authors' code; the LSTM is two layers of 20 units, shared by every coordinate (lstm.py).
@@ -133,8 +136,8 @@ def rnnprop(hidden=(20, 20), dense=20, step=0.1, beta1=0.95, beta2=0.95, eps=1e-
         return state
 
     def update(phi, state, grad, loss):
-        r"""θ_t = θ_{t−1} − α tanh(w_out · h_t + b_out) [− η m̂_t / (√v̂_t + ε)], h_t from the LSTM fed x_t
-        (module docstring)."""
+        r"""θ_t = θ_{t−1} − α tanh(w_out · h_t + b_out) [− η m̂_t / (√v̂_t + ε)], h_t from the LSTM fed x_t,
+        α replaced by α_t with `hypergradient=β` (module docstring)."""
         t = state["t"] + 1
         if inputs == "moments":
             ratios, m, v = moment_features(grad, state["m"], state["v"], t, beta1, beta2, eps)

@@ -404,6 +404,8 @@ def test_a_learner_too_big_for_memory_is_refused_with_the_estimate(capsys):
     (TINY_TRAIN + ["--hypergradient", "0.02"], "--hypergradient is an option of --optimizer rnnprop"),
     (TINY_TRAIN + ["--optimizer", "rnnprop", "--hypergradient", "1"],
      "--hypergradient: expected a number in [0, 1), got '1'"),
+    (TINY_TRAIN + ["--optimizer", "rnnprop", "--hypergradient", "0.1", "--imitation", "0.5"],
+     "--hypergradient 0.1 adapts α from the optimizer's own last step"),
     (TINY_TRAIN + ["--optimizer", "rnnprop", "--inputs", "log_sign", "--nominal", "0.01"], "keeps no moments"),
     (TINY_TRAIN + ["--imitation", "2"], "--imitation: expected a share in [0, 1], got '2'"),
     (TINY_TRAIN + ["--average", "1"], "--average: expected a decay in [0, 1), got '1'"),

@@ -3,6 +3,7 @@ the moment inputs against a plain reading of their equations and for scale invar
 step's bound, the nominal Adam term against Adam, the hypergradient bound against its rule, check_grads, a zero update from a zero output
 layer, save/load, and the randomly scaled and square-combined tasks against the functions they are
 defined as."""
+import autograd.numpy as anp
 import numpy as np
 import pytest
 from autograd import grad as autograd_grad
@@ -77,13 +78,30 @@ def test_elu_and_its_derivative_are_finite_far_out():
 @pytest.mark.parametrize("inputs, bounded, nominal, hypergradient", [
     ("moments", True, 0.0, 0.0), ("log_sign", False, 0.0, 0.0), ("moments", True, 0.03, 0.0),
     ("moments", True, 0.0, 0.3), ("log_sign", False, 0.0, 0.3)])
-def test_check_grads_update_wrt_phi_and_state(inputs, bounded, nominal, hypergradient):
+def test_check_grads_update_wrt_phi_and_gradient(inputs, bounded, nominal, hypergradient):
     opt = rnnprop(hidden=(4, 3), dense=5, inputs=inputs, bounded=bounded, nominal=nominal,
                   hypergradient=hypergradient, dtype="float64")
     phi, state = lively(opt, 3)
     g = np.random.default_rng(4).standard_normal(N)
     check_grads(lambda phi_: ravel_tree(opt.update(phi_, state, g, 1.0)), modes=["rev"], order=1)(phi)
     check_grads(lambda g_: ravel_tree(opt.update(phi, state, g_, 1.0)), modes=["rev"], order=1)(g)
+
+
+@pytest.mark.parametrize("inputs, bounded", [("moments", True), ("log_sign", False)])
+def test_check_grads_through_the_adapted_bound(inputs, bounded):
+    """Two updates from the initial state, as a function of φ: the second one's α_2 depends on φ
+    through d_1, the path by which the meta-gradient reaches φ through the hypergradient rule."""
+    opt = rnnprop(hidden=(4, 3), dense=5, inputs=inputs, bounded=bounded, hypergradient=0.3, dtype="float64")
+    phi, _ = lively(opt, 15)
+    rng = np.random.default_rng(16)
+    theta0, grads = rng.standard_normal(N), rng.standard_normal((2, N))
+
+    def two_updates(phi_):
+        state = opt.init(phi_, theta0)
+        for g in grads:
+            state = opt.update(phi_, state, g, 1.0)
+        return anp.concatenate([state["theta"], anp.reshape(state["alpha"], 1)])   # autograd's numpy
+    check_grads(two_updates, modes=["rev"], order=1)(phi)
 
 
 def test_a_zero_output_layer_gives_a_zero_update_and_the_moments_still_move():
@@ -135,8 +153,10 @@ def test_hypergradient_step_is_the_multiplicative_rule():
 
 
 def test_with_hypergradient_the_first_step_is_rnnprops_and_later_ones_use_the_adapted_bound():
-    """β > 0: α_1 = α (d_0 = 0), so the first update is RNNprop's exactly; update t is RNNprop's
-    with α replaced by α_t = α_{t−1} (1 + β cos(∇_t, d_{t−1})), d_{t−1} = tanh(output) of the previous one."""
+    """β > 0: α_1 = α (d_0 = 0), so the first update is RNNprop's; update t is RNNprop's with α
+    replaced by α_t = α_{t−1} (1 + β cos(∇_t, d_{t−1})), d_{t−1} = tanh(output) of the previous one.
+    Exactly in float64; in float32 RNNprop rounds α tanh(·) to float32 and this α_t · tanh(·) in
+    float64, a relative 1e-7 apart."""
     adaptive = rnnprop(hidden=(4,), dense=3, step=0.1, hypergradient=0.4, dtype="float64")
     phi = adaptive.init_phi(np.random.default_rng(13))
     rng = np.random.default_rng(14)

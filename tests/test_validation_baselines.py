@@ -139,8 +139,20 @@ def test_sweep_scores_each_value_as_set_would_and_losses_only_leaves_out_the_sco
     assert rows[weights] == ["-", "-", *full[weights][2:]]                     # the same losses, no scores
     assert rows[f"{weights} step=0.05"] == ["-", "-", *full[f"{weights} step=0.05"][2:]]
     assert rows[f"{weights} step=0.2"][2:] != rows[f"{weights} step=0.05"][2:]
-    for flag, says in (("step", "--sweep step: expected KEY=V1,V2,..."), ("step=", "--sweep step=: no values"),
-                       ("step=0.1,x", "must be JSON values separated by commas"), ("size=1,2", "--sweep size: not in")):
+    both = [line.rsplit(maxsplit=4)[0] for line in lines("--set", "eps=1e-6", "--sweep", "step=0.05,0.2",
+                                                         "--losses-only", "--no-baselines")]
+    assert both == [weights, f"{weights} eps=1e-06", f"{weights} eps=1e-06 step=0.05", f"{weights} eps=1e-06 step=0.2"]
+    for flags, says in ((["--sweep", "step"], "--sweep step: expected KEY=V1,V2,..."),
+                        (["--sweep", "step="], "--sweep step=: no values"),
+                        (["--sweep", "step=0.1,x"], "must be JSON values separated by commas"),
+                        (["--sweep", "size=1,2"], "--sweep size: not in"),
+                        (["--set", "size=1", "--sweep", "dense=1,2"], "--set size: not in"),
+                        (["--set", "step=0.1", "--sweep", "step=0.2"], "step is also given by --set"),
+                        (["--sweep", "hypergradient=0.5,1"], "hypergradient=1: config hypergradient = 1")):
         with pytest.raises(SystemExit):
-            validation_baselines.main(["--setting", "quadratic", "--tasks", "1", weights, "--sweep", flag])
-        assert says in capsys.readouterr().err
+            validation_baselines.main(["--setting", "quadratic", "--tasks", "1", weights, *flags])
+        err = capsys.readouterr()
+        assert says in err.err and err.out == ""                     # refused before anything was scored
+    with pytest.raises(SystemExit):
+        validation_baselines.main(["--setting", "quadratic", "--no-baselines"])
+    assert "nothing to score" in capsys.readouterr().err

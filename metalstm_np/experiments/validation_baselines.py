@@ -8,13 +8,15 @@ first K, e.g. those a run was early-stopped on, which flatter it). This prints, 
 tuned baselines of the setting (mnist by default) and for any learned optimizer's weights given on
 the command line, that score with the mean loss (`mean`) and with the mean log-loss (`log`)
 meta-loss, and the mean training loss at steps 100 and 200 on the same tasks (loss@100 is the
-score of `metalstm train --validate-on final`). `--set KEY=VALUE` (repeatable) scores each weights
-file a second time with those entries of its optimizer's config replaced, e.g. `--set step=0.07`
-for RNNprop's bound α: the same φ with another fixed choice around it; `--sweep KEY=V1,V2,...` scores
-it once more for each value (after the --set entries). `--losses-only` leaves out the two
-validation scores (they cost two more trajectories per task), `--no-baselines` the baselines. So the `best` column of a training log can be read
-against the baselines, and two trained optimizers can be compared on the validation split without
-looking at the evaluation tasks (seed 1000).
+score of `metalstm train --validate-on final`). So the `best` column of a training log can be
+read against the baselines, and two trained optimizers can be compared on the validation split
+without looking at the evaluation tasks (seed 1000).
+
+`--set KEY=VALUE` (repeatable) scores each weights file a second time with those entries of its
+optimizer's config replaced, e.g. `--set step=0.07` for RNNprop's bound α: the same φ with another
+fixed choice around it. `--sweep KEY=V1,V2,...` scores it once more for each value, with the --set
+entries replaced too. `--losses-only` leaves out the two validation scores (they cost two more
+trajectories per task), `--no-baselines` the baselines.
 """
 import argparse
 import json
@@ -79,23 +81,43 @@ def main(argv=None):
         try:
             overrides[key] = json.loads(value)
         except ValueError:
-            parser.error(f"--set {item}: VALUE must be a JSON value (a number, true, \"text\")")
+            parser.error(f"--set {item}: VALUE must be a JSON value (a number, true, \"text\" in quotes)")
     variants = [overrides] if overrides else []
     if args.sweep is not None:
         key, eq, values = args.sweep.partition("=")
         if not (eq and key):
             parser.error(f"--sweep {args.sweep}: expected KEY=V1,V2,...")
+        if key in overrides:
+            parser.error(f"--sweep {args.sweep}: {key} is also given by --set")
         try:
             values = json.loads(f"[{values}]")
         except ValueError:
-            parser.error(f"--sweep {args.sweep}: V1,V2,... must be JSON values separated by commas")
+            parser.error(f"--sweep {args.sweep}: V1,V2,... must be JSON values separated by commas "
+                         f"(\"text\" in quotes)")
         if not values:
             parser.error(f"--sweep {args.sweep}: no values")
-        variants = [{**overrides, key: value} for value in values]
+        variants += [{**overrides, key: value} for value in values]
     if args.tasks < 1:
         parser.error(f"--tasks must be at least 1, got {args.tasks}")
     if args.skip < 0:
         parser.error(f"--skip must be at least 0, got {args.skip}")
+    if args.no_baselines and not args.weights:
+        parser.error("--no-baselines and no weights files: nothing to score")
+    learned = []                       # (label, optimizer, φ): every file and variant built before any scoring
+    for path in args.weights:
+        optimizer, phi, _ = load_phi(path)
+        for flag, keys in (("--set", set(overrides)), ("--sweep", {key for v in variants for key in v} - set(overrides))):
+            unknown = sorted(keys - set(optimizer.config))
+            if unknown:
+                parser.error(f"{flag} {', '.join(unknown)}: not in {path}'s config "
+                             f"({', '.join(sorted(optimizer.config))})")
+        learned.append((str(path), optimizer, phi))
+        for variant in variants:
+            label = f"{path} " + " ".join(f"{k}={json.dumps(v)}" for k, v in variant.items())
+            try:
+                learned.append((label, make_optimizer(optimizer.name, **{**optimizer.config, **variant}), phi))
+            except (ValueError, TypeError) as e:
+                parser.error(f"{label}: {e}")
     config = TrainConfig(seed=args.seed)
     tasks = draw_validation_tasks(VALIDATION_FAMILIES[args.setting], args.seed, args.skip + args.tasks)[args.skip:]
     tuned = load_tuned()[TUNED_KEY.get(args.setting, args.setting)]
@@ -105,22 +127,13 @@ def main(argv=None):
         optimizer = make_optimizer(name)
         rows.append((f"{name} lr {tuned[name]:.3g}", scores(optimizer, {**optimizer.init_phi(), "lr": tuned[name]},
                                                           tasks, config, meta_losses=meta_losses)))
-    for path in args.weights:
-        optimizer, phi, _ = load_phi(path)
-        unknown = sorted({key for variant in variants for key in variant} - set(optimizer.config))
-        if unknown:
-            flag = "--set" if set(unknown) <= set(overrides) else "--sweep"
-            parser.error(f"{flag} {', '.join(unknown)}: not in {path}'s config ({', '.join(sorted(optimizer.config))})")
-        rows.append((str(path), scores(optimizer, phi, tasks, config, meta_losses=meta_losses)))
-        for variant in variants:
-            changed = make_optimizer(optimizer.name, **{**optimizer.config, **variant})
-            label = f"{path} " + " ".join(f"{k}={json.dumps(v)}" for k, v in variant.items())
-            rows.append((label, scores(changed, phi, tasks, config, meta_losses=meta_losses)))
+    rows += [(label, scores(optimizer, phi, tasks, config, meta_losses=meta_losses)) for label, optimizer, phi in learned]
     print(f"{args.setting}: meta-validation tasks {args.skip} .. {args.skip + args.tasks - 1}, seed {args.seed}")
-    print(f"{'optimizer':40s} {'mean':>8s} {'log':>8s} {'loss@100':>9s} {'loss@200':>9s}")
+    width = max([40] + [len(label) for label, _ in rows])
+    print(f"{'optimizer':{width}s} {'mean':>8s} {'log':>8s} {'loss@100':>9s} {'loss@200':>9s}")
     for label, s in rows:
         meta = " ".join(f"{s[kind]:8.4f}" if kind in s else f"{'-':>8s}" for kind in ("mean", "log"))
-        print(f"{label:40s} {meta} {s['loss@100']:9.4f} {s['loss@200']:9.4f}")
+        print(f"{label:{width}s} {meta} {s['loss@100']:9.4f} {s['loss@200']:9.4f}")
 
 
 if __name__ == "__main__":
