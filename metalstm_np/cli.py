@@ -258,6 +258,17 @@ def _sizes(text):
     return sizes
 
 
+def _fractions(text):
+    """An argparse type: comma-separated numbers in [0, 1), like 0.5,0.99 (at most 16)."""
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or len(values) > 16 or not all(0 <= v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected up to 16 numbers in [0, 1) like 0.5,0.99, got {text!r}")
+    return values
+
+
 def _train_config(args, **overrides):
     """The TrainConfig from the flags; `overrides` set the fields a subcommand has no flag for."""
     names = ("trajectories", "horizon", "unroll", "meta_lr", "clip", "meta_loss", "validate_every",
@@ -389,7 +400,7 @@ def _optimizer_to_train(args):
     """The optimizer `metalstm train` meta-trains, from the flags; flags of another optimizer are refused."""
     own = {"l2l": {"preprocess": "log_sign", "output_scale": None},
            "rnnprop": {"step": None, "inputs": "moments", "unbounded": False, "nominal": 0.0,
-                       "hypergradient": 0.0}}
+                       "hypergradient": 0.0, "timescales": ()}}
     for name, flags in own.items():
         for flag, default in flags.items():
             if args.optimizer != name and getattr(args, flag) != default:
@@ -407,7 +418,7 @@ def _optimizer_to_train(args):
         return make_optimizer("rnnprop", hidden=args.lstm_hidden, p=args.p, dtype=args.dtype,
                               step=0.1 if args.step is None else args.step, inputs=args.inputs,
                               bounded=not args.unbounded, nominal=args.nominal,
-                              hypergradient=args.hypergradient)
+                              hypergradient=args.hypergradient, timescales=args.timescales)
     if len(args.lstm_hidden) != 1:
         raise UsageError(f"--optimizer metalstm has one LSTM layer before the gates: --lstm-hidden "
                          f"takes one size, got {','.join(map(str, args.lstm_hidden))}")
@@ -814,6 +825,9 @@ def build_parser():
                     default=0.0, metavar="BETA",
                     help="rnnprop: adapt the bound α online, α_t = α_{t-1} (1 + BETA cos(grad_t, d_{t-1})) "
                          "(Baydin et al. 2018; default 0, a fixed α)")
+    tr.add_argument("--timescales", type=_fractions, default=(), metavar="B1,B2,...",
+                    help="rnnprop: also feed the momenta at these β, each over √v̂ (Wichrowska et al. 2017, "
+                         "Metz et al. 2019; default none)")
     tr.add_argument("--random-scaling", type=_checked(float, lambda v: 0 < v <= 20, "a number in (0, 20]"),
                     default=None, metavar="R",
                     help="meta-train on f(c ⊙ θ), log c ~ U(−R, R) per coordinate and task (Lv et al. 2017)")

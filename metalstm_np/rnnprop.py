@@ -47,6 +47,19 @@ divides it by both norms, is
    nothing keeps it below a ceiling: over t steps it can grow by up to (1 + β)^t, so the step is
    bounded at each step and not over a long horizon.
 
+A fifth option is not RNNprop's either: momentum at more time scales as more inputs (Wichrowska et
+al. 2017, "Learned optimizers that scale and generalize"; Metz et al. 2019, "Understanding and
+correcting pathologies in the training of learned optimizers", whose per-parameter MLP is fed the
+momenta at decays 0.1, 0.5, 0.9, 0.99, 0.999, 0.9999), so the LSTM sees the gradient averaged over
+horizons longer than β1's without having to integrate it in its own state
+(`timescales=(β_1, ..., β_K)`). Metz et al. normalize by the second moment over a whole tensor;
+here each is divided by the coordinate's own √v̂_t, so the inputs stay scale-free as RNNprop's:
+
+       m^(k)_t = β_k m^(k)_{t−1} + (1 − β_k) ∇_t,   x_t gains the columns m̂^(k)_t / (√v̂_t + ε)   (`timescale_features`)
+
+   with m̂^(k)_t = m^(k)_t / (1 − β_k^t) and the same √v̂_t as the two ratios above; () (the
+   default) is RNNprop's two inputs.
+
 Between input and LSTM sits one dense layer of 20 ELU units, x ↦ elu(x W_in + b_in), as in the
 authors' code; the LSTM is two layers of 20 units, shared by every coordinate (lstm.py).
 
@@ -61,7 +74,7 @@ from .lstm import init_lstm_stack, lstm_stack, lstm_stack_zero_state
 from .optimizers import Optimizer, params, register
 from .preprocess import log_and_sign
 
-__all__ = ["rnnprop", "moment_features", "bounded_step", "hypergradient_step", "elu", "INPUTS"]
+__all__ = ["rnnprop", "moment_features", "timescale_features", "bounded_step", "hypergradient_step", "elu", "INPUTS"]
 
 INPUTS = ("moments", "log_sign")
 
@@ -81,6 +94,15 @@ def moment_features(grad, m, v, t, beta1, beta2, eps):
     return np.stack([grad / scale, m / (1.0 - beta1 ** t) / scale], axis=-1), m, v
 
 
+def timescale_features(grad, ms, v, t, betas, beta2, eps):
+    r"""(columns (n, K), m^(k)_t (n, K)): the momenta m^(k)_t = β_k m^(k)_{t−1} + (1 − β_k) ∇_t after ∇_t
+    at step t ≥ 1, v = v_t of `moment_features`, and their ratios m̂^(k)_t / (√v̂_t + ε)."""
+    betas = np.asarray(betas, dtype=float)
+    ms = betas * ms + (1.0 - betas) * grad[:, None]
+    scale = np.sqrt(v / (1.0 - beta2 ** t)) + eps                    # √v̂_t + ε, as in moment_features
+    return ms / (1.0 - betas ** t) / scale[:, None], ms
+
+
 def bounded_step(a, step, bounded=True):
     r"""The step θ_{t−1} − θ_t from the output a: α tanh(a), or α a when not bounded (Lv, Jiang & Li 2017)."""
     return step * np.tanh(a) if bounded else step * a
@@ -96,14 +118,16 @@ def hypergradient_step(alpha, grad, direction, beta):
 
 @register("rnnprop")
 def rnnprop(hidden=(20, 20), dense=20, step=0.1, beta1=0.95, beta2=0.95, eps=1e-8,
-            inputs="moments", bounded=True, nominal=0.0, hypergradient=0.0, p=10.0, dtype="float32"):
+            inputs="moments", bounded=True, nominal=0.0, hypergradient=0.0, timescales=(), p=10.0,
+            dtype="float32"):
     r"""RNNprop as an Optimizer; φ = {"w_in", "b_in", "lstm1", "lstm2", "w_out", "b_out"}.
 
     hidden: LSTM layer sizes; dense: units of the ELU input layer; step: α; beta1, beta2, eps:
     the moments of the input; inputs: "moments" (RNNprop) or "log_sign" (with exponent p);
     bounded: α tanh(output) (RNNprop) or α · output; nominal: the rate η of the nominal Adam step
     added to it (0: none, RNNprop; needs inputs="moments", whose moments it uses); hypergradient: β
-    of the online adaptation of α (0: none, RNNprop's fixed α); dtype: of φ and the LSTM states (θ stays
+    of the online adaptation of α (0: none, RNNprop's fixed α); timescales: the β_k of more momentum
+    inputs (none, RNNprop's two; needs inputs="moments"); dtype: of φ and the LSTM states (θ stays
     float64). See the module docstring for the equations.
     """
     hidden = tuple(int(H) for H in hidden)
@@ -118,12 +142,18 @@ def rnnprop(hidden=(20, 20), dense=20, step=0.1, beta1=0.95, beta2=0.95, eps=1e-
         raise ValueError(f"nominal must be a rate ≥ 0, got {nominal!r}")
     if not 0 <= hypergradient < 1:
         raise ValueError(f"hypergradient must be a β in [0, 1), got {hypergradient!r}")
+    timescales = tuple(float(b) for b in timescales)                # each in [0, 1): check_config
+    if timescales and inputs != "moments":
+        raise ValueError(f"timescales={list(timescales)} adds momenta divided by √v̂ to the moment inputs; "
+                         f"inputs={inputs!r} keeps no moments")
     if nominal and inputs != "moments":
         raise ValueError(f"nominal={nominal!r} takes Adam's step from the moment inputs; "
                          f"inputs={inputs!r} keeps no moments")
 
+    features = 2 + len(timescales)                          # columns of x_t
+
     def init_phi(rng):
-        phi = {"w_in": (rng.uniform(-1, 1, size=(2, dense)) / np.sqrt(2)).astype(dtype),
+        phi = {"w_in": (rng.uniform(-1, 1, size=(features, dense)) / np.sqrt(features)).astype(dtype),
                "b_in": np.zeros(dense, dtype)}
         return {**phi, **init_lstm_stack(rng, dense, hidden, dtype)}
 
@@ -131,6 +161,8 @@ def rnnprop(hidden=(20, 20), dense=20, step=0.1, beta1=0.95, beta2=0.95, eps=1e-
         h, c = lstm_stack_zero_state(theta0.shape[0], hidden, dtype)
         zeros = np.zeros(theta0.shape[0])
         state = {"theta": theta0, "m": zeros, "v": zeros, "t": 0, "h": h, "c": c}
+        if timescales:                                      # m^(k)_0 = 0
+            state["ms"] = np.zeros((theta0.shape[0], len(timescales)))
         if hypergradient:                                   # α_0 and d_0 = 0
             state.update(alpha=float(step), direction=zeros)
         return state
@@ -143,9 +175,13 @@ def rnnprop(hidden=(20, 20), dense=20, step=0.1, beta1=0.95, beta2=0.95, eps=1e-
             ratios, m, v = moment_features(grad, state["m"], state["v"], t, beta1, beta2, eps)
         else:
             ratios, m, v = log_and_sign(grad, p), state["m"], state["v"]
+        extra = {}
+        if timescales:                                                  # m̂^(k)_t / (√v̂_t + ε)
+            columns, extra["ms"] = timescale_features(grad, state["ms"], v, t, timescales, beta2, eps)
+            ratios = np.concatenate([ratios, columns], axis=1)
         x = elu(ratios.astype(dtype) @ phi["w_in"] + phi["b_in"])        # (n, dense)
         a, hs, cs = lstm_stack(phi, x, state["h"], state["c"])          # w_out · h_t + b_out, (n,)
-        new = {"m": m, "v": v, "t": t, "h": hs, "c": cs}
+        new = {"m": m, "v": v, "t": t, "h": hs, "c": cs, **extra}
         if hypergradient:                                               # α_t, and d_t for the next one
             alpha = hypergradient_step(state["alpha"], grad, state["direction"], hypergradient)
             new["direction"] = bounded_step(a, 1.0, bounded).astype(state["theta"].dtype)
@@ -160,5 +196,6 @@ def rnnprop(hidden=(20, 20), dense=20, step=0.1, beta1=0.95, beta2=0.95, eps=1e-
     return Optimizer(name="rnnprop", init_phi=init_phi, init=init, update=update, params=params,
                      config={"hidden": list(hidden), "dense": dense, "step": step, "beta1": beta1,
                              "beta2": beta2, "eps": eps, "inputs": inputs, "bounded": bounded,
-                             "nominal": nominal, "hypergradient": hypergradient, "p": p, "dtype": dtype},
+                             "nominal": nominal, "hypergradient": hypergradient,
+                             "timescales": list(timescales), "p": p, "dtype": dtype},
                      learned=True)

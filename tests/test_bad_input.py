@@ -407,6 +407,11 @@ def test_a_learner_too_big_for_memory_is_refused_with_the_estimate(capsys):
     (TINY_TRAIN + ["--optimizer", "rnnprop", "--hypergradient", "0.1", "--imitation", "0.5"],
      "--hypergradient 0.1 adapts α from the optimizer's own last step"),
     (TINY_TRAIN + ["--optimizer", "rnnprop", "--inputs", "log_sign", "--nominal", "0.01"], "keeps no moments"),
+    (TINY_TRAIN + ["--timescales", "0.5"], "--timescales is an option of --optimizer rnnprop"),
+    (TINY_TRAIN + ["--optimizer", "rnnprop", "--timescales", "0.5,1"],
+     "--timescales: expected up to 16 numbers in [0, 1) like 0.5,0.99, got '0.5,1'"),
+    (TINY_TRAIN + ["--optimizer", "rnnprop", "--timescales", "0.5,x"], "got '0.5,x'"),
+    (TINY_TRAIN + ["--optimizer", "rnnprop", "--inputs", "log_sign", "--timescales", "0.5"], "keeps no moments"),
     (TINY_TRAIN + ["--imitation", "2"], "--imitation: expected a share in [0, 1], got '2'"),
     (TINY_TRAIN + ["--average", "1"], "--average: expected a decay in [0, 1), got '1'"),
     (TINY_TRAIN + ["--average", "-0.5"], "--average: expected a decay in [0, 1), got '-0.5'"),
@@ -534,3 +539,16 @@ def test_quadratics_side_by_side_train_and_resume_only_with_the_same_count(capsy
     assert saved["family"] == "Quadratic(dim=10, count=3)"
     line = one_error_line(capsys, *TINY_TRAIN[:6], "4", *TINY_TRAIN[7:], "--quadratics", "2", "--out", out, "--resume")
     assert "Quadratic(dim=10, count=3)" in line and "Quadratic(dim=10, count=2)" in line
+
+
+@pytest.mark.parametrize("timescales, message", [
+    ([0.5, 2], "timescales = [0.5, 2]: 2 is not a number in [0, 1)"),
+    (["slow"], "timescales = ['slow']: 'slow' is not a number in [0, 1)"),
+    (0.9, "timescales = 0.9: expected a list"),
+])
+def test_a_weights_files_timescales_are_checked(capsys, tmp_path, timescales, message):
+    from metalstm_np.serialization import flatten_tree
+    phi = flatten_tree(make_optimizer("rnnprop", hidden=[4]).init_phi(np.random.default_rng(0)))
+    path = weights_file(tmp_path / "w.npz", phi, name="rnnprop", config={"hidden": [4], "timescales": timescales})
+    line = one_error_line(capsys, "evaluate", "--optimizer", "rnnprop", "--weights", str(path), "--task", "quadratic")
+    assert message in line

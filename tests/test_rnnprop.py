@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from metalstm_np.learners import PlusSquare, Quadratic, RandomlyScaled
 from metalstm_np.optimizers import adam
-from metalstm_np.rnnprop import bounded_step, elu, hypergradient_step, moment_features, rnnprop
+from metalstm_np.rnnprop import (bounded_step, elu, hypergradient_step, moment_features, rnnprop,
+                                 timescale_features)
 from metalstm_np.serialization import load_phi, save_phi
 
 N = 6
@@ -45,6 +46,49 @@ def test_moment_features_follow_their_equations():
         np.testing.assert_allclose(x[:, 1], ref_m / (1 - 0.9 ** t) / s, rtol=1e-14)
     x1, _, _ = moment_features(grads[0], np.zeros(N), np.zeros(N), 1, 0.95, 0.95, 0.0)
     np.testing.assert_allclose(x1, np.sign(grads[0])[:, None] * np.ones(2), rtol=1e-14)   # t = 1: ±1
+
+
+def test_timescale_features_follow_their_equations():
+    """m^(k)_t = β_k m^(k)_{t−1} + (1 − β_k) ∇_t, ratios m̂^(k)_t / (√v̂_t + ε); a β_k equal to β1 gives
+    the second moment input exactly."""
+    rng = np.random.default_rng(20)
+    betas = (0.5, 0.9, 0.99)
+    ms, m, v = np.zeros((N, 3)), np.zeros(N), np.zeros(N)
+    ref = np.zeros((N, 3))
+    for t, g in enumerate(rng.standard_normal((5, N)), start=1):
+        x, m, v = moment_features(g, m, v, t, 0.9, 0.8, 1e-8)
+        columns, ms = timescale_features(g, ms, v, t, betas, 0.8, 1e-8)
+        s = np.sqrt(v / (1 - 0.8 ** t)) + 1e-8
+        for k, b in enumerate(betas):
+            ref[:, k] = b * ref[:, k] + (1 - b) * g
+            np.testing.assert_allclose(columns[:, k], ref[:, k] / (1 - b ** t) / s, rtol=1e-13)
+        np.testing.assert_array_equal(columns[:, 1], x[:, 1])                  # β_k = β1
+
+
+def test_with_timescales_whose_weights_are_zero_it_is_rnnprop():
+    """The new inputs enter through their own rows of W_in: zero rows give RNNprop's trajectory
+    exactly; nonzero ones change it, so the columns are fed."""
+    plain = rnnprop(hidden=(4,), dense=3, dtype="float64")
+    more = rnnprop(hidden=(4,), dense=3, timescales=(0.5, 0.99), dtype="float64")
+    phi = plain.init_phi(np.random.default_rng(21))
+    wider = {**phi, "w_in": np.concatenate([phi["w_in"], np.zeros((2, 3))])}
+    assert more.init_phi(np.random.default_rng(21))["w_in"].shape == (4, 3)
+    task = Quadratic(N).sample(np.random.default_rng(22))
+    a, _, _ = trajectory(plain, phi, task, 8)
+    b, _, _ = trajectory(more, wider, task, 8)
+    np.testing.assert_array_equal(a, b)
+    wider["w_in"][2:] = 0.5
+    c, _, _ = trajectory(more, wider, task, 8)
+    assert not np.allclose(a, c)
+
+
+def test_check_grads_with_timescales():
+    opt = rnnprop(hidden=(4, 3), dense=5, timescales=(0.5, 0.99), hypergradient=0.2, dtype="float64")
+    phi, state = lively(opt, 23)
+    assert state["ms"].shape == (N, 2)
+    g = np.random.default_rng(24).standard_normal(N)
+    check_grads(lambda phi_: ravel_tree(opt.update(phi_, state, g, 1.0)), modes=["rev"], order=1)(phi)
+    check_grads(lambda g_: ravel_tree(opt.update(phi, state, g_, 1.0)), modes=["rev"], order=1)(g)
 
 
 def test_the_moment_inputs_and_so_the_trajectory_do_not_depend_on_the_scale_of_the_loss():
@@ -179,7 +223,7 @@ def test_with_hypergradient_the_first_step_is_rnnprops_and_later_ones_use_the_ad
 
 def test_saved_and_loaded_with_its_options(tmp_path):
     for opt in (rnnprop(hidden=(4,), inputs="log_sign", bounded=False, step=0.05), rnnprop(nominal=0.02),
-                rnnprop(hypergradient=0.05)):
+                rnnprop(hypergradient=0.05), rnnprop(timescales=(0.5, 0.99))):
         phi = opt.init_phi(np.random.default_rng(7))
         save_phi(tmp_path / "w.npz", opt, phi)
         loaded, phi2, _ = load_phi(tmp_path / "w.npz", expect="rnnprop")
@@ -187,14 +231,17 @@ def test_saved_and_loaded_with_its_options(tmp_path):
         np.testing.assert_array_equal(ravel_tree(phi), ravel_tree(phi2))
         if opt.config["inputs"] == "log_sign":
             assert loaded.config["bounded"] is False
-    assert loaded.config["hypergradient"] == 0.05
+    assert loaded.config["timescales"] == [0.5, 0.99] and loaded.init_phi(np.random.default_rng(0))["w_in"].shape[0] == 4
 
 
 @pytest.mark.parametrize("bad, message", [(dict(inputs="raw"), "'raw'"), (dict(beta1=1.0), "beta1"),
                                           (dict(step=0.0), "step"), (dict(nominal=-0.1), "-0.1"),
                                           (dict(nominal=0.01, inputs="log_sign"), "no moments"),
                                           (dict(hypergradient=1.0), r"hypergradient = 1.0: expected a number in \[0, 1\)"),
-                                          (dict(hypergradient=-0.1), "-0.1")])
+                                          (dict(hypergradient=-0.1), "-0.1"),
+                                          (dict(timescales=(0.5, 1.0)), r"timescales = \(0.5, 1.0\): 1.0 is not"),
+                                          (dict(timescales=0.5), "expected a list"),
+                                          (dict(timescales=(0.5,), inputs="log_sign"), "no moments")])
 def test_bad_options_name_the_value(bad, message):
     with pytest.raises(ValueError, match=message):
         rnnprop(**bad)
