@@ -21,7 +21,7 @@ Some classes are the same picture: a 6 turned by 180° is a 9, and a 0, a 1 or a
 is (nearly) itself. With `separate_twins` (on in "rot22.5") no episode holds two such classes, so
 that no two labels of an episode are the same picture; "rot90" keeps its original episodes, where
 they may meet (`twins` names the pairs). Classes of neighbouring rotations of one digit differ by
-22.5° in "rot22.5", which handwriting's own slant blurs: part of what makes that benchmark harder.
+22.5° in "rot22.5", so two labels of an episode can be one digit at nearby angles.
 
 Episodes. An N-way K-shot episode draws N of its split's classes and, per class, K support and
 `query` (15) query images; the order of the N draws is the label assignment, so labels are shuffled
