@@ -37,7 +37,7 @@ from .meta_train import (VALIDATE_ON, WEIGHTS, Diverged, TrainConfig, check_resu
                          meta_train)
 from .pool import PoolError, check_scheduler_address, executor, print_stacks_on_sigusr1, run_jobs
 from .rnnprop import INPUTS as RNNPROP_INPUTS
-from .optimizers import make_optimizer, optimizer_names
+from .optimizers import MAX_LIST, make_optimizer, optimizer_names
 from .serialization import WeightsError, atomic_write_text, load_phi, save_phi
 from .unroll import ALIASES, KINDS
 
@@ -259,13 +259,13 @@ def _sizes(text):
 
 
 def _fractions(text):
-    """An argparse type: comma-separated numbers in [0, 1), like 0.5,0.99 (at most 16)."""
+    """An argparse type: comma-separated numbers in [0, 1), like 0.5,0.99 (as many as a config's list may hold)."""
     try:
         values = tuple(float(part) for part in text.split(","))
     except ValueError:
         values = ()
-    if not values or len(values) > 16 or not all(0 <= v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected up to 16 numbers in [0, 1) like 0.5,0.99, got {text!r}")
+    if not values or len(values) > MAX_LIST or not all(0 <= v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected up to {MAX_LIST} numbers in [0, 1) like 0.5,0.99, got {text!r}")
     return values
 
 

@@ -76,7 +76,7 @@ _NON_NEGATIVE = ("z_f", "nominal")
 _PER_COORDINATE = ("z_f", "z_i")   # may also be arrays, one value per coordinate (gd_lstm)
 _FRACTIONS = ("beta1", "beta2", "hypergradient")
 _FRACTION_LISTS = ("timescales",)   # lists of numbers in [0, 1)
-_MAX_LIST = 16
+MAX_LIST = 16                      # entries of such a list
 _FLAGS = ("learn_theta0", "bounded")
 
 
@@ -128,8 +128,8 @@ def check_config(name, config):
             if key in _REALS and key not in _NON_NEGATIVE and not numpy.all(numpy.asarray(value) > 0):
                 raise ValueError(f"config {key} = {value!r}: expected a positive number")
         elif key in _FRACTION_LISTS:
-            if not isinstance(value, (list, tuple)) or len(value) > _MAX_LIST:
-                raise ValueError(f"config {key} = {value!r}: expected a list of up to {_MAX_LIST} numbers in [0, 1)")
+            if not isinstance(value, (list, tuple)) or len(value) > MAX_LIST:
+                raise ValueError(f"config {key} = {value!r}: expected a list of up to {MAX_LIST} numbers in [0, 1)")
             for b in value:
                 if not (_is_real(b) and _finite(b) and 0 <= b < 1):
                     raise ValueError(f"config {key} = {value!r}: {b!r} is not a number in [0, 1)")

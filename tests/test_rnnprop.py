@@ -231,6 +231,8 @@ def test_saved_and_loaded_with_its_options(tmp_path):
         np.testing.assert_array_equal(ravel_tree(phi), ravel_tree(phi2))
         if opt.config["inputs"] == "log_sign":
             assert loaded.config["bounded"] is False
+        if opt.config["hypergradient"]:
+            assert loaded.config["hypergradient"] == 0.05
     assert loaded.config["timescales"] == [0.5, 0.99] and loaded.init_phi(np.random.default_rng(0))["w_in"].shape[0] == 4
 
 

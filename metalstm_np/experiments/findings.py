@@ -156,7 +156,7 @@ def _general_paragraph(results, recheck):
         return []
     label = block["learned"][0]
     cells = block["cells"]
-    lower, lower_again, both, first_only, neither, behind = [], [], [], [], [], []
+    lower, lower_again, both, first_only, not_ahead, behind = [], [], [], [], [], []
     for key, cell in cells.items():
         d = cell["learned"][label]["paired_difference"]
         again = _get(recheck, "E6_general", "cells", key, "learned", label, "paired_difference")
@@ -168,7 +168,7 @@ def _general_paragraph(results, recheck):
         if _ahead(d):
             (both if again is not None and _ahead(again) else first_only).append(name)
         else:
-            neither.append(name)
+            not_ahead.append(name)
         if _behind(d):
             behind.append(name + ("" if again is None else " (both seeds)" if _behind(again) else " (first seed only)"))
     # the title says what was tried, not that it worked: the counts below say where it holds
@@ -179,7 +179,7 @@ def _general_paragraph(results, recheck):
             + f"; ahead by two standard errors or more of the paired difference on both evaluation seeds in {len(both)}"
             + (f" ({', '.join(both)})" if both else "")
             + (f", on the first seed only in {len(first_only)} ({', '.join(first_only)})" if first_only else "")
-            + (f"; not ahead in {len(neither)} ({', '.join(neither)})" if neither else "")
+            + (f"; not ahead in {len(not_ahead)} ({', '.join(not_ahead)})" if not_ahead else "")
             + (f"; behind by two standard errors or more in {len(behind)} ({', '.join(behind)})" if behind else "")
             + ".")
     ablation = block.get("ablation")
