@@ -31,7 +31,7 @@ import numpy
 from .data import IDXError
 from .evaluation import EVAL_SEED, TUNE_SEED, run_on_tasks
 from .l2l import PREPROCESS
-from .learners import ACTIVATIONS, MLP, PlusSquare, Quadratic, RandomlyScaled
+from .learners import ACTIVATIONS, MLP, Mixture, PlusSquare, Quadratic, RandomlyScaled
 from .meta_lstm import init_phi_with_step
 from .meta_train import (VALIDATE_ON, WEIGHTS, Diverged, TrainConfig, check_resume, load_checkpoint,
                          meta_train)
@@ -294,7 +294,7 @@ def run_training(args, optimizer, family, validation, config, **meta_train_optio
     if args.resume:
         try:                                      # before the bar; a starting φ given must be the run's
             done = check_resume(checkpoint, optimizer, family, config, meta_train_options.get("phi"),
-                                meta_train_options.get("frozen", ()))[1]["trajectory"]
+                                meta_train_options.get("frozen", ()), validation)[1]["trajectory"]
         except ValueError as e:
             raise UsageError(f"--resume: {e}") from None
         if config.trajectories < done:
@@ -436,6 +436,47 @@ def _training_family(args):
     return family
 
 
+def _validation_family(args):
+    """The family of the meta-validation tasks: the flags' tasks on the validation split, or with
+    --validation-families a Mixture of the MLPs it names (the --batch of the flags)."""
+    if not args.validation_families:
+        return family_from_args(args, split="validation")
+    if args.task == "quadratic":
+        raise UsageError(f"--validation-families {','.join(map(_mlp_spec_text, args.validation_families))} "
+                         f"names MLPs; --task quadratic validates on quadratics")
+    if len(args.validation_families) == 1:
+        raise UsageError(f"--validation-families {_mlp_spec_text(args.validation_families[0])}: name at least "
+                         f"two MLPs to mix (for one, use --hidden, --layers and --activation)")
+    batch = args.batch if args.batch is not None else MLP_FLAGS["batch"]
+    return Mixture(tuple(MLP((hidden,) * layers, activation, batch=batch, split="validation")
+                         for hidden, layers, activation in args.validation_families))
+
+
+def _mlp_specs(text):
+    """--validation-families: comma-separated MLPs HIDDEN[xLAYERS]:ACTIVATION, e.g. 20:sigmoid,20x2:relu."""
+    specs = []
+    for item in text.split(","):
+        size, _, activation = item.strip().partition(":")
+        hidden, _, layers = size.partition("x")
+        try:
+            spec = (int(hidden), int(layers or 1), activation)
+        except ValueError:
+            spec = None
+        if (spec is None or not 1 <= spec[0] <= 10_000 or not 1 <= spec[1] <= 10
+                or activation not in ACTIVATIONS or len(specs) >= MAX_LIST):
+            raise argparse.ArgumentTypeError(
+                f"expected up to {MAX_LIST} MLPs HIDDEN[xLAYERS]:ACTIVATION (hidden 1-10000, layers 1-10, "
+                f"activation one of {', '.join(sorted(ACTIVATIONS))}) like 20:sigmoid,20x2:relu; "
+                f"{item.strip()!r} in {text!r} is not one")
+        specs.append(spec)
+    return tuple(specs)
+
+
+def _mlp_spec_text(spec):
+    hidden, layers, activation = spec
+    return f"{hidden}{f'x{layers}' if layers > 1 else ''}:{activation}"
+
+
 def cmd_train(args):
     optimizer = _optimizer_to_train(args)
     if args.imitation_lr is None:
@@ -456,8 +497,7 @@ def cmd_train(args):
         if saved.config != optimizer.config:
             raise UsageError(f"--init-from {args.init_from}: its optimizer is {saved.name} {saved.config}, "
                              f"the flags describe {optimizer.name} {optimizer.config}")
-    run_training(args, optimizer, _training_family(args), family_from_args(args, split="validation"),
-                 _train_config(args), phi=phi)
+    run_training(args, optimizer, _training_family(args), _validation_family(args), _train_config(args), phi=phi)
 
 
 def cmd_fewshot_train(args):
@@ -848,6 +888,11 @@ def build_parser():
     tr.add_argument("--init-from", default=None, metavar="FILE.npz",
                     help="start from the φ of this weights file (the same optimizer and config), "
                          "e.g. to continue a trained optimizer with another unroll or meta-loss")
+    tr.add_argument("--validation-families", type=_mlp_specs, default=(), metavar="H[xL]:ACT,...",
+                    help="meta-validate on a mixture of these MLPs (each task's MLP drawn at random; "
+                         "the flags' batch), e.g. 20:sigmoid,20:relu,20:tanh,20x2:sigmoid: early "
+                         "stopping then keeps the φ that does best across architectures it is not "
+                         "trained on (default: the training MLP)")
     tr.add_argument("--validate-on", choices=VALIDATE_ON, default=TrainConfig().validate_on,
                     help="early-stopping score: the meta-loss over the horizon (default), or the "
                          "final training loss, the baselines' tuning score")

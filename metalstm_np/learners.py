@@ -26,7 +26,7 @@ from autograd.tracer import getval
 
 from .data import load_mnist
 
-__all__ = ["Task", "Quadratic", "MLP", "RandomlyScaled", "PlusSquare", "ACTIVATIONS", "mlp_shapes", "n_params",
+__all__ = ["Task", "Quadratic", "MLP", "RandomlyScaled", "PlusSquare", "Mixture", "ACTIVATIONS", "mlp_shapes", "n_params",
            "unflatten", "layout", "log_softmax"]
 
 
@@ -269,6 +269,26 @@ class RandomlyScaled:
         c = numpy.exp(rng.uniform(-self.r, self.r, size=task.theta0.shape))
         return Task(theta0=task.theta0 / c, loss=lambda theta, t: task.loss(c * theta, t),
                     heldout_loss=lambda theta: task.heldout_loss(c * theta))
+
+
+@dataclass(frozen=True)
+class Mixture:
+    r"""Tasks from several families: each task's family is drawn uniformly at random, then the task
+    from it with the same generator. For meta-validation on other architectures than the one
+    meta-training sees (`metalstm train --validation-families`): early stopping then keeps the φ
+    that does best across them, while meta-training still sees only its own family."""
+
+    families: tuple
+
+    def __post_init__(self):
+        if not isinstance(self.families, tuple) or len(self.families) < 2:
+            raise ValueError(f"a mixture takes a tuple of at least two families, got {self.families!r}")
+        for family in self.families:
+            if not callable(getattr(family, "sample", None)):
+                raise ValueError(f"{family!r} is not a task family (it has no sample(rng))")
+
+    def sample(self, rng):
+        return self.families[int(rng.integers(len(self.families)))].sample(rng)
 
 
 @dataclass(frozen=True)

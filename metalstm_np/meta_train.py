@@ -233,8 +233,8 @@ def draw_validation_tasks(family, seed, count):
     return [family.sample(numpy.random.default_rng([seed, 2, j])) for j in range(count)]
 
 
-def _checkpoint_arrays(run, config, family):
-    """The checkpoint's arrays besides φ: the run's state (a _Run), its config and its family."""
+def _checkpoint_arrays(run, config, family, validation_family):
+    """The checkpoint's arrays besides φ: the run's state (a _Run), its config and its two families."""
     arrays = {"start_digest": numpy.array(run.start_digest), "frozen": numpy.array(json.dumps(sorted(run.frozen)))}
     arrays.update({f"adam/{k}": numpy.asarray(v) for k, v in run.adam.items()})
     arrays.update({f"best/{k}": numpy.asarray(v) for k, v in run.best.items() if k != "phi"})
@@ -245,6 +245,7 @@ def _checkpoint_arrays(run, config, family):
         arrays["average"] = run.average
     arrays["train_config"] = numpy.array(json.dumps(asdict(config)))
     arrays["family"] = numpy.array(repr(family))
+    arrays["validation_family"] = numpy.array(repr(validation_family))
     return arrays
 
 
@@ -291,6 +292,7 @@ def load_checkpoint(path):
              "average": extra["average"] if config.average else None,
              "config": config,
              "family": str(extra["family"]) if "family" in extra else None,
+             "validation_family": str(extra["validation_family"]) if "validation_family" in extra else None,
              # None in a checkpoint from before they were kept: not checked on resume
              "start_digest": str(need("start_digest", (), "U")) if "start_digest" in extra else None,
              "frozen": None}
@@ -395,11 +397,11 @@ def start_digest(phi):
     return hashlib.sha256(numpy.ascontiguousarray(flatten(phi)[0], dtype=float).tobytes()).hexdigest()
 
 
-def check_resume(checkpoint, optimizer, family, config, phi=None, frozen=()):
+def check_resume(checkpoint, optimizer, family, config, phi=None, frozen=(), validation_family=None):
     """(φ, state) of the checkpoint that meta_train(..., resume=True) would continue, after checking
     that it was made for this optimizer, task family and config (`config.trajectories` may be
-    larger: a run may be extended), with these frozen keys, and, if `phi` (a starting φ) is given,
-    from that φ; a ValueError names what differs."""
+    larger: a run may be extended), with these frozen keys, and, if given, from the starting φ `phi`
+    and validated on `validation_family`; a ValueError names what differs."""
     start = phi
     optimizer_saved, phi, saved = load_checkpoint(checkpoint)
     if optimizer_saved.name != optimizer.name or optimizer_saved.config != optimizer.config:
@@ -407,6 +409,10 @@ def check_resume(checkpoint, optimizer, family, config, phi=None, frozen=()):
                          f"{optimizer_saved.config}, not {optimizer.name} {optimizer.config}")
     if saved["family"] is not None and saved["family"] != repr(family):
         raise ValueError(f"{checkpoint}: checkpoint was trained on {saved['family']}, not {family!r}")
+    if (validation_family is not None and saved["validation_family"] is not None
+            and saved["validation_family"] != repr(validation_family)):
+        raise ValueError(f"{checkpoint}: checkpoint was validated on {saved['validation_family']}, not "
+                         f"{validation_family!r}: resuming so would keep the best φ of two scores")
     if saved["config"].tasks_per_update != config.tasks_per_update:
         raise ValueError(f"{checkpoint}: checkpoint was made with {saved['config'].tasks_per_update} "
                          f"tasks per update, not {config.tasks_per_update}: resuming with another "
@@ -450,13 +456,13 @@ def _averaged(average, flat_phi, config, u):
     return average + (1.0 - beta) / (1.0 - beta ** u) * (flat_phi - average)
 
 
-def _start(optimizer, family, config, checkpoint, resume, phi, validate, best_path, frozen):
+def _start(optimizer, family, config, checkpoint, resume, phi, validate, best_path, frozen, validation_family):
     """(the run's state before its next meta-update, the map from flat φ back to φ). resume: the
     checkpoint's state, checked by `check_resume` (its best φ written to best_path again). Otherwise
     a fresh one: φ as given or optimizer.init_phi(default_rng([seed, 0])), Adam's initial state on
     it, no meta-losses yet, and φ's validation score (`validate`): the first best φ, at trajectory 0."""
     if resume:
-        phi, saved = check_resume(checkpoint, optimizer, family, config, phi, frozen)
+        phi, saved = check_resume(checkpoint, optimizer, family, config, phi, frozen, validation_family)
         unflatten = flatten(phi)[1]
         if best_path:
             save_phi(best_path, optimizer, unflatten(saved["best"]["phi"]))
@@ -554,7 +560,8 @@ def meta_train(optimizer, family, validation_family, config, checkpoint, resume=
     """
     checkpoint = Path(checkpoint)
     validate = functools.partial(_validate, pool, score, optimizer, validation_family, config)
-    run, unflatten = _start(optimizer, family, config, checkpoint, resume, phi, validate, best_path, frozen)
+    run, unflatten = _start(optimizer, family, config, checkpoint, resume, phi, validate, best_path, frozen,
+                            validation_family)
     B = config.tasks_per_update
     for first in range(run.trajectory, config.trajectories, B):    # one meta-update: first..first+B-1
         t_start = time.perf_counter()
@@ -576,7 +583,7 @@ def meta_train(optimizer, family, validation_family, config, checkpoint, resume=
             except WorkerLost as e:
                 raise WorkerLost(f"{e} while validating after trajectory {run.trajectory}; {kept}") from None
         save_phi(checkpoint, optimizer, unflatten(adam.params(run.adam)),
-                 extra=_checkpoint_arrays(run, config, family))
+                 extra=_checkpoint_arrays(run, config, family, validation_family))
         if callback:
             callback({"trajectory": run.trajectory, "meta_loss": float(numpy.mean(losses)),
                       "validation": validation, "best_validation": float(run.best["validation"]),

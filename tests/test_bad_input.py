@@ -541,6 +541,31 @@ def test_quadratics_side_by_side_train_and_resume_only_with_the_same_count(capsy
     assert "Quadratic(dim=10, count=3)" in line and "Quadratic(dim=10, count=2)" in line
 
 
+TINY_MLP_TRAIN = ["train", "--task", "mlp", "--hidden", "2", "--lstm-hidden", "4", "--trajectories", "1",
+                  "--horizon", "2", "--unroll", "2", "--validate-every", "1", "--validation-tasks", "2"]
+
+
+def test_validation_families_make_a_mixture_of_mlps_on_the_validation_split(tmp_path):
+    out = tmp_path / "mixed"
+    assert main([*TINY_MLP_TRAIN, "--batch", "16", "--validation-families", "2:sigmoid,3x2:relu",
+                 "--out", str(out)]) == 0
+    assert load_checkpoint(out / "checkpoint.npz")[2]["validation_family"] == (
+        "Mixture(families=(MLP(hidden=(2,), activation='sigmoid', batch=16, split='validation'), "
+        "MLP(hidden=(3, 3), activation='relu', batch=16, split='validation')))")
+
+
+@pytest.mark.parametrize("argv, value, message", [
+    (TINY_MLP_TRAIN, "20:swish", "'20:swish' in '20:swish' is not one"),
+    (TINY_MLP_TRAIN, "20:relu,x2:relu", "'x2:relu' in '20:relu,x2:relu' is not one"),
+    (TINY_MLP_TRAIN, "20:relu,0:tanh", "'0:tanh' in '20:relu,0:tanh' is not one"),
+    (TINY_MLP_TRAIN, "20x2:relu", "--validation-families 20x2:relu: name at least two MLPs"),
+    (TINY_TRAIN, "20:relu,20:tanh", "--task quadratic validates on quadratics"),
+])
+def test_bad_validation_families_are_named(capsys, tmp_path, argv, value, message):
+    line = one_error_line(capsys, *argv, "--validation-families", value, "--out", str(tmp_path / "x"))
+    assert message in line
+
+
 @pytest.mark.parametrize("timescales, message", [
     ([0.5, 2], "timescales = [0.5, 2]: 2 is not a number in [0, 1)"),
     (["slow"], "timescales = ['slow']: 'slow' is not a number in [0, 1)"),

@@ -217,6 +217,20 @@ def test_resume_refuses_another_task_family(tmp_path):
         meta_train(tiny_l2l(), Quadratic(4), Quadratic(4), TINY, tmp_path / "c.npz", resume=True)
 
 
+def test_resume_refuses_another_validation_family(tmp_path):
+    """The best φ kept so far was scored on the validation family: resuming with another would
+    compare scores of two different sets of tasks."""
+    from metalstm_np.learners import Mixture
+    mixture = Mixture((Quadratic(3), Quadratic(4)))
+    meta_train(tiny_l2l(), Quadratic(3), mixture, replace(TINY, trajectories=2), tmp_path / "c.npz")
+    assert load_checkpoint(tmp_path / "c.npz")[2]["validation_family"] == repr(mixture)
+    with pytest.raises(ValueError, match=r"validated on Mixture\(families=\(Quadratic\(dim=3\), Quadratic\(dim=4\)\)\), "
+                                         r"not Quadratic\(dim=3\)"):
+        meta_train(tiny_l2l(), Quadratic(3), Quadratic(3), TINY, tmp_path / "c.npz", resume=True)
+    meta_train(tiny_l2l(), Quadratic(3), mixture, TINY, tmp_path / "c.npz", resume=True)
+    assert load_checkpoint(tmp_path / "c.npz")[2]["trajectory"] == TINY.trajectories
+
+
 def test_heldout_meta_loss_needs_one_piece_per_trajectory():
     with pytest.raises(ValueError, match=r"horizon \(6\) must equal unroll \(3\)"):
         TrainConfig(horizon=6, unroll=3, meta_loss="heldout")
