@@ -7,7 +7,7 @@ from scipy.special import expit, log_softmax as scipy_log_softmax, logsumexp
 
 from conftest import mlp_task
 from metalstm_np.data import load_mnist
-from metalstm_np.learners import MLP, Quadratic, Task, log_softmax, mlp_shapes, unflatten
+from metalstm_np.learners import MLP, Mixture, Quadratic, Task, log_softmax, mlp_shapes, unflatten
 
 # ------------------------------------------------------------------------------- quadratic
 
@@ -280,3 +280,22 @@ def test_heldout_images_are_never_in_a_training_minibatch(activation):
     expected = (10_000 * L_all - 1_000 * task.heldout_loss(theta)) / 9_000
     for t in (1, 2, 3):
         np.testing.assert_allclose(task.loss(theta, t), expected, rtol=1e-9, err_msg=f"t = {t}")
+
+
+def test_a_mixture_draws_the_family_then_the_task_with_the_same_generator():
+    families = (Quadratic(3), Quadratic(4), Quadratic(5))
+    mixture = Mixture(families)
+    seen = set()
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        k = int(rng.integers(3))
+        expected = families[k].sample(rng)
+        task = mixture.sample(np.random.default_rng(seed))
+        np.testing.assert_array_equal(task.theta0, expected.theta0)
+        assert task.loss(task.theta0, 1) == expected.loss(expected.theta0, 1)
+        seen.add(k)
+    assert seen == {0, 1, 2}
+    with pytest.raises(ValueError, match="at least two families"):
+        Mixture((Quadratic(3),))
+    with pytest.raises(ValueError, match="'relu' is not a task family"):
+        Mixture((Quadratic(3), "relu"))

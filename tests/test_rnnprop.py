@@ -12,7 +12,7 @@ from conftest import mlp_task, ravel_tree, trajectory
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metalstm_np.learners import Mixture, PlusSquare, Quadratic, RandomlyScaled
+from metalstm_np.learners import PlusSquare, Quadratic, RandomlyScaled
 from metalstm_np.optimizers import adam
 from metalstm_np.rnnprop import (bounded_step, elu, hypergradient_step, moment_features, rnnprop,
                                  timescale_features)
@@ -279,21 +279,3 @@ def test_plus_square_adds_a_clipped_random_square_on_more_coordinates():
     assert both.loss(theta, 1) == pytest.approx(expected, rel=1e-13)
     assert autograd_grad(both.loss)(theta, 1)[N + 1] == 0.0            # clipped at 10: no gradient
 
-
-def test_a_mixture_draws_the_family_then_the_task_with_the_same_generator():
-    families = (Quadratic(3), Quadratic(4), Quadratic(5))
-    mixture = Mixture(families)
-    seen = set()
-    for seed in range(12):
-        rng = np.random.default_rng(seed)
-        k = int(rng.integers(3))
-        expected = families[k].sample(rng)
-        task = mixture.sample(np.random.default_rng(seed))
-        np.testing.assert_array_equal(task.theta0, expected.theta0)
-        assert task.loss(task.theta0, 1) == expected.loss(expected.theta0, 1)
-        seen.add(k)
-    assert seen == {0, 1, 2}
-    with pytest.raises(ValueError, match="at least two families"):
-        Mixture((Quadratic(3),))
-    with pytest.raises(ValueError, match="'relu' is not a task family"):
-        Mixture((Quadratic(3), "relu"))
